@@ -1,0 +1,69 @@
+"""Synthetic captions from a BLIP captioner by nucleus sampling."""
+
+from __future__ import annotations
+
+import threading
+
+from models.loading import load_blip
+
+
+class Captioner:
+    """Writes ``num_captions`` sampled captions per image with ``BlipForConditionalGeneration``.
+
+    Args:
+        model: a loaded ``BlipForConditionalGeneration`` in eval mode.
+        processor: its ``BlipProcessor``.
+        device: where ``model`` lives.
+        prompt: text the decoder continues (BLIP used "a picture of "); it is not part of the caption.
+        num_captions: captions sampled per image.
+        top_p: nucleus sampling mass.
+        min_length: fewest generated tokens, prompt excluded.
+        max_length: most generated tokens, prompt excluded.
+    """
+
+    def __init__(self, model, processor, device="cpu", prompt="a picture of ", num_captions=3, top_p=0.9,
+                 min_length=5, max_length=20):
+        self.model, self.processor, self.device = model, processor, device
+        self.prompt = prompt.strip()
+        self.num_captions, self.top_p = num_captions, top_p
+        self.min_length, self.max_length = min_length, max_length
+        # generate() draws from torch's global generator; one caller at a time keeps seeded output exact.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, name: str, device="auto", dtype="float32", trust_remote_code=False, **options):
+        """Load from a hub id, a directory or ``embedded:NAME``; ``options`` are the constructor's."""
+        from transformers import BlipForConditionalGeneration
+
+        model, processor, device = load_blip(BlipForConditionalGeneration, name, device, dtype, trust_remote_code)
+        return cls(model, processor, device, **options)
+
+    def caption(self, images: list, seed: int) -> list[list[str]]:
+        """``num_captions`` captions for each image, the same for the same images and ``seed``."""
+        import torch
+
+        if not images or self.num_captions == 0:
+            return [[] for _ in images]
+        text = [self.prompt] * len(images) if self.prompt else None
+        inputs = self.processor(images=images, text=text, return_tensors="pt").to(self.device)
+        pixel_values = inputs["pixel_values"].to(self.model.dtype)
+        prompt_ids = inputs.get("input_ids")
+        with self._lock, torch.inference_mode():
+            torch.manual_seed(seed)
+            output = self.model.generate(
+                pixel_values=pixel_values,
+                input_ids=prompt_ids,
+                attention_mask=inputs.get("attention_mask"),
+                do_sample=True,
+                top_p=self.top_p,
+                top_k=0,
+                num_return_sequences=self.num_captions,
+                min_new_tokens=self.min_length,
+                max_new_tokens=self.max_length,
+            )
+        # generate() keeps the prompt minus its closing [SEP] (or the lone BOS token without a prompt).
+        start = prompt_ids.shape[1] - 1 if prompt_ids is not None else 1
+        texts = self.processor.batch_decode(output[:, start:], skip_special_tokens=True)
+        texts = [" ".join(t.split()) for t in texts]
+        n = self.num_captions
+        return [texts[i * n : (i + 1) * n] for i in range(len(images))]

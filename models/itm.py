@@ -1,0 +1,85 @@
+"""Image-text matching scores from a BLIP ITM model, with each image's vision features computed once."""
+
+from __future__ import annotations
+
+import threading
+
+from models.loading import load_blip
+
+
+class ItmScorer:
+    """Scores captions against images: the probability of "match" from the ITM head (softmax index 1).
+
+    The Hugging Face forward runs the vision encoder once per image-text pair; here it runs once per
+    image and its features are reused for every candidate caption, which is most of the cost.
+
+    Args:
+        model: a loaded ``BlipForImageTextRetrieval`` in eval mode.
+        processor: its ``BlipProcessor``.
+        device: where ``model`` lives.
+        batch_size: image-text pairs per text-encoder pass (and images per vision pass).
+        max_text_tokens: captions are truncated to this many tokens (default: the model's limit).
+    """
+
+    def __init__(self, model, processor, device="cpu", batch_size=32, max_text_tokens=None):
+        self.model, self.processor, self.device = model, processor, device
+        self.batch_size = batch_size
+        limits = [processor.tokenizer.model_max_length, model.config.text_config.max_position_embeddings]
+        self.max_text_tokens = min(limits + ([max_text_tokens] if max_text_tokens else []))
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, name: str, device="auto", dtype="float32", trust_remote_code=False, **options):
+        """Load from a hub id, a directory or ``embedded:NAME``; ``options`` are the constructor's."""
+        from transformers import BlipForImageTextRetrieval
+
+        model, processor, device = load_blip(BlipForImageTextRetrieval, name, device, dtype, trust_remote_code)
+        return cls(model, processor, device, **options)
+
+    def score(self, images: list, candidates: list[list[str]]) -> list[list[float]]:
+        """For each image, the match probability of each of its candidate captions, in order."""
+        import torch
+
+        pairs = [(i, text) for i, texts in enumerate(candidates) for text in texts]
+        scores: list[float] = []
+        with self._lock, torch.inference_mode():
+            features = self._image_features(images)
+            for start in range(0, len(pairs), self.batch_size):
+                chunk = pairs[start : start + self.batch_size]
+                scores.extend(self._score_pairs(features, chunk))
+        out, position = [], 0
+        for texts in candidates:
+            out.append(scores[position : position + len(texts)])
+            position += len(texts)
+        return out
+
+    def _image_features(self, images: list):
+        import torch
+
+        parts = []
+        for start in range(0, len(images), self.batch_size):
+            pixels = self.processor.image_processor(images[start : start + self.batch_size], return_tensors="pt")
+            pixel_values = pixels["pixel_values"].to(self.device, self.model.dtype)
+            parts.append(self.model.vision_model(pixel_values=pixel_values).last_hidden_state)
+        return torch.cat(parts) if parts else None
+
+    def _score_pairs(self, features, pairs: list[tuple[int, str]]) -> list[float]:
+        import torch
+
+        tokens = self.processor.tokenizer(
+            [text for _, text in pairs],
+            padding="longest",
+            truncation=True,
+            max_length=self.max_text_tokens,
+            return_tensors="pt",
+        ).to(self.device)
+        image_embeds = features[torch.tensor([i for i, _ in pairs], device=features.device)]
+        image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
+        hidden = self.model.text_encoder(
+            input_ids=tokens["input_ids"],
+            attention_mask=tokens["attention_mask"],
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=image_mask,
+        ).last_hidden_state
+        logits = self.model.itm_head(hidden[:, 0, :]).float()
+        return torch.softmax(logits, dim=-1)[:, 1].tolist()

@@ -1,0 +1,48 @@
+"""The model stages of a shard: synthetic captions for each live sample, then ITM scores for every candidate."""
+
+from __future__ import annotations
+
+import hashlib
+
+from pipeline.sample import Sample
+from pipeline.select import Candidate, select
+
+
+def batch_seed(seed: int, shard: str, batch_index: int) -> int:
+    """The sampling seed of one batch: fixed by the run's seed, the shard's name and the batch's place in it,
+    never by the worker or the clock, so any worker reproduces any shard."""
+    digest = hashlib.sha256(f"{seed}\0{shard}\0{batch_index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def caption_batch(batch: list[Sample], captioner, seed: int) -> None:
+    live = [s for s in batch if s.live]
+    if not live:
+        return
+    for sample, captions in zip(live, captioner.caption([s.image for s in live], seed=seed)):
+        sample.synthetic = [c for c in captions if c]
+
+
+def score_batch(batch: list[Sample], scorer) -> None:
+    live = [s for s in batch if s.live]
+    if not live:
+        return
+    candidates = [([s.web_text] if s.web_text else []) + s.synthetic for s in live]
+    for sample, scores in zip(live, scorer.score([s.image for s in live], candidates)):
+        if sample.web_text:
+            sample.web_score, scores = scores[0], scores[1:]
+        sample.synthetic_scores = list(scores)
+
+
+def decide(sample: Sample, policy: str, threshold: float, web_margin: float) -> None:
+    """Apply the selection policy; a dropped sample gets the policy's reason as its status."""
+    if not sample.live:
+        return
+    web = Candidate(sample.web_text, sample.web_score, "web") if sample.web_text else None
+    synthetic = [Candidate(t, s, "synthetic") for t, s in zip(sample.synthetic, sample.synthetic_scores)]
+    sample.decision = select(web, synthetic, policy, threshold, web_margin)
+    if sample.decision.chosen is None:
+        sample.drop(sample.decision.reason)
+    else:
+        sample.status = "kept"
+        sample.image = None

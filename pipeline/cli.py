@@ -1,0 +1,208 @@
+"""The ``capfilt`` command line: run, demo-data, eval, check, report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from pipeline.config import ConfigError, RunConfig, load_config
+
+DEMO_ROOT = "capfilt-demo"
+
+
+class UsageError(Exception):
+    """Bad usage, reported in one line with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="capfilt", description="Clean web image-text WebDataset shards with BLIP CapFilt.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run a named pipeline from pipelines.yaml")
+    run.add_argument("pipeline", nargs="?", default="demo")
+    run.add_argument("--config", help="pipelines file (default ./pipelines.yaml, else the packaged one)")
+    run.add_argument("--input", help="shard pattern: glob or braces, any Beam filesystem")
+    run.add_argument("--output", help="output folder, any Beam filesystem")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--overwrite", action="store_true", help="redo shards that are already complete")
+    run.add_argument("--strict", action="store_true", help="exit 1 when a shard could not be read")
+
+    demo = commands.add_parser("demo-data", help="write shards of the procedural demo world")
+    demo.add_argument("--output", required=True)
+    demo.add_argument("--shards", type=int, default=4)
+    demo.add_argument("--samples-per-shard", type=int, default=64)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--correct-fraction", type=float, default=0.4)
+
+    evaluate = commands.add_parser("eval", help="demo world only: caption quality against ground truth")
+    evaluate.add_argument("output_dir")
+    evaluate.add_argument("--ablation", action="store_true", help="also BLIP Table 1's four rows")
+
+    check = commands.add_parser("check", help="CI curation gates; exit 1 naming each gate that fails")
+    check.add_argument("output_dir")
+    from pipeline.gates import add_gate_arguments
+
+    add_gate_arguments(check)
+
+    report = commands.add_parser("report", help="rebuild report.json and report.html from the files on disk")
+    report.add_argument("output_dir")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    beam_args: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, beam_args = argv[:cut], argv[cut + 1 :]
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("capfilt").setLevel(logging.INFO)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "run":
+            return _run(args, beam_args)
+        if args.command == "demo-data":
+            return _demo_data(args)
+        if args.command == "eval":
+            return _eval(args)
+        if args.command == "check":
+            from pipeline.gates import check_output
+
+            return check_output(args.output_dir, args)
+        if args.command == "report":
+            return _report(args)
+    except (UsageError, ConfigError) as exc:
+        print(f"capfilt: error: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+def _run(args, beam_args: list[str]) -> int:
+    from pipeline import job
+    from pipeline.reader import match_shards
+
+    config = load_config(args.pipeline, args.config, args.overrides, input=args.input, output=args.output)
+    _check_models(config)
+    _check_beam_args(config, beam_args)
+    input_pattern, output_dir = config.input, config.output
+    demo_input = input_pattern is None and config.demo_data is not None
+    if demo_input:
+        input_pattern = _make_demo_input(config)
+    if input_pattern is None:
+        raise ConfigError(f"pipeline {config.name!r} has no input: pass --input PATTERN")
+    if output_dir is None:
+        output_dir = os.path.join(DEMO_ROOT, "output") if config.demo_data is not None else None
+    if output_dir is None:
+        raise ConfigError(f"pipeline {config.name!r} has no output: pass --output DIR")
+    try:
+        shards = match_shards(input_pattern)
+    except Exception as exc:  # a bad scheme or an unreachable bucket is a usage problem, found before work
+        raise ConfigError(f"--input {input_pattern}: {' '.join(str(exc).split())}") from None
+    if not shards:
+        raise ConfigError(f"--input {input_pattern}: matches no .tar, .tar.gz or .tgz file")
+    print(f"capfilt: {config.name}: {len(shards)} shard(s) from {input_pattern} -> {output_dir}", file=sys.stderr)
+    try:
+        job.run(config, shards, output_dir, overwrite=args.overwrite, beam_args=beam_args)
+    except Exception as exc:
+        print(f"capfilt: run failed: {type(exc).__name__}: {' '.join(str(exc).split())[:2000]}", file=sys.stderr)
+        return 1
+    return _summarise(config, output_dir, strict=args.strict or config.strict, evaluate=demo_input)
+
+
+def _check_models(config: RunConfig) -> None:
+    from models.loading import resolve_model
+
+    for key, name in (("captioner.model", config.captioner.model), ("filter.model", config.filter.model)):
+        try:
+            path = resolve_model(name) if name.startswith("embedded:") else name
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+        looks_local = os.path.isabs(path) or path.startswith((".", "~")) or os.path.exists(path)
+        if looks_local and not os.path.isfile(os.path.join(os.path.expanduser(path), "config.json")):
+            raise ConfigError(f"{key}: {name!r} is not a model directory (no config.json)")
+
+
+def _check_beam_args(config: RunConfig, beam_args: list[str]) -> None:
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runners = [a.split("=", 1)[1] for a in [*config.beam_args(), *beam_args] if a.startswith("--runner=")]
+    runner = runners[-1] if runners else config.runner
+    if "." not in runner and runner not in StandardOptions.KNOWN_RUNNER_NAMES:
+        raise ConfigError(f"runner {runner!r} is not a Beam runner (known: {', '.join(StandardOptions.KNOWN_RUNNER_NAMES)})")
+
+
+def _make_demo_input(config: RunConfig) -> str:
+    from pipeline.demo_world import write_demo_shards
+
+    folder = os.path.join(DEMO_ROOT, "input")
+    d = config.demo_data
+    paths = write_demo_shards(folder, d.shards, d.samples_per_shard, d.seed, d.correct_fraction)
+    print(f"capfilt: wrote {len(paths)} demo shard(s) to {folder}/", file=sys.stderr)
+    return os.path.join(folder, "*.tar")
+
+
+def _summarise(config: RunConfig, output_dir: str, strict: bool, evaluate: bool) -> int:
+    import json
+
+    from pipeline import storage
+    from pipeline.report import REPORT_JSON
+
+    report = json.loads(storage.read_bytes(storage.join(output_dir, REPORT_JSON)))
+    t = report["totals"]
+    dropped = ", ".join(f"{k} {v}" for k, v in t["dropped"].items()) or "none"
+    print(f"capfilt: {t['input']} samples in, {t['kept']} kept ({t['kept_web']} web caption, "
+          f"{t['kept_synthetic']} synthetic), dropped: {dropped}", file=sys.stderr)
+    if t["failed_shards"]:
+        print(f"capfilt: {len(t['failed_shards'])} shard(s) unreadable: {', '.join(t['failed_shards'])}", file=sys.stderr)
+    print(f"capfilt: output in {output_dir}/, report in {storage.join(output_dir, 'report.html')}", file=sys.stderr)
+    if evaluate:  # the demo world carries ground truth; other input does not
+        _print_evaluation(output_dir)
+    if config.gates:
+        from pipeline.gates import check_gates
+
+        if check_gates(output_dir, config.gates):
+            return 1
+    return 1 if strict and t["failed_shards"] else 0
+
+
+def _print_evaluation(output_dir: str, ablation: bool = False) -> None:
+    from pipeline import evaluate
+
+    print(evaluate.format_evaluation(evaluate.evaluate(output_dir)))
+    if ablation:
+        print(evaluate.format_ablation(evaluate.ablation(output_dir)))
+
+
+def _demo_data(args) -> int:
+    from pipeline.demo_world import write_demo_shards
+
+    if args.shards < 1 or args.samples_per_shard < 1:
+        raise UsageError("--shards and --samples-per-shard must be at least 1")
+    paths = write_demo_shards(args.output, args.shards, args.samples_per_shard, args.seed, args.correct_fraction)
+    print(f"capfilt: wrote {len(paths)} shard(s) to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _eval(args) -> int:
+    from pipeline import storage
+    from pipeline.report import REPORT_JSON
+
+    if not storage.exists(storage.join(args.output_dir, REPORT_JSON)):
+        raise UsageError(f"{args.output_dir}: no {REPORT_JSON}; is this a finished capfilt output folder?")
+    _print_evaluation(args.output_dir, ablation=args.ablation)
+    return 0
+
+
+def _report(args) -> int:
+    from pipeline.report import rebuild_report
+
+    report = rebuild_report(args.output_dir)
+    print(f"capfilt: report for {report['totals']['shards']} shard(s) in {args.output_dir}", file=sys.stderr)
+    return 0

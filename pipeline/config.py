@@ -1,0 +1,252 @@
+"""Run configuration: named pipelines from pipelines.yaml, validated once into frozen dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.select import POLICIES
+
+PACKAGED_CONFIG = Path(__file__).resolve().parent / "pipelines.yaml"
+
+
+class ConfigError(Exception):
+    """A configuration problem, said in one line that names the file and key."""
+
+
+@dataclass(frozen=True)
+class CaptionerConfig:
+    """The captioner: checkpoint and nucleus sampling. Lengths count generated tokens, prompt excluded."""
+
+    model: str = "Salesforce/blip-image-captioning-base"
+    prompt: str = "a picture of "
+    num_captions: int = 3
+    top_p: float = 0.9
+    min_length: int = 5
+    max_length: int = 20
+    batch_size: int = 16
+
+    def check(self) -> list[tuple[str, str]]:
+        return [
+            *_range("num_captions", self.num_captions, 0, 64),
+            *_range("top_p", self.top_p, 1e-6, 1.0),
+            *_range("min_length", self.min_length, 0, self.max_length),
+            *_range("max_length", self.max_length, 1, 512),
+            *_range("batch_size", self.batch_size, 1, 4096),
+        ]
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """The ITM filter and the selection policy applied to its scores."""
+
+    model: str = "Salesforce/blip-itm-base-coco"
+    threshold: float = 0.5
+    policy: str = "best"
+    web_margin: float = 0.0
+    batch_size: int = 32
+    max_text_tokens: int | None = None
+
+    def check(self) -> list[tuple[str, str]]:
+        problems = [
+            *_range("threshold", self.threshold, 0.0, 1.0),
+            *_range("web_margin", self.web_margin, 0.0, 1.0),
+            *_range("batch_size", self.batch_size, 1, 65536),
+        ]
+        if self.policy not in POLICIES:
+            problems.append(("policy", f"must be one of {', '.join(POLICIES)}, not {self.policy!r}"))
+        return problems
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Limits on what is read and decoded; anything over them is dropped with a reason."""
+
+    max_pixels: int = 89_478_485  # Pillow's own decompression-bomb threshold
+    max_member_bytes: int = 64 << 20
+
+    def check(self) -> list[tuple[str, str]]:
+        return [*_range("max_pixels", self.max_pixels, 1, 10**10), *_range("max_member_bytes", self.max_member_bytes, 1, 1 << 34)]
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how the models run in each worker."""
+
+    device: str = "auto"
+    dtype: str = "float32"
+    threads: int = 0  # torch threads per worker process; 0: the cores divided among worker processes
+    trust_remote_code: bool = False
+
+    def check(self) -> list[tuple[str, str]]:
+        problems = _range("threads", self.threads, 0, 1024)
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            problems.append(("device", f"must be auto, cpu or cuda[:N], not {self.device!r}"))
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            problems.append(("dtype", f"must be float32, bfloat16 or float16, not {self.dtype!r}"))
+        return problems
+
+
+@dataclass(frozen=True)
+class DemoDataConfig:
+    """Demo shards written before the run when a pipeline has no input (see ``capfilt demo-data``)."""
+
+    shards: int = 4
+    samples_per_shard: int = 64
+    seed: int = 0
+    correct_fraction: float = 0.4
+
+    def check(self) -> list[tuple[str, str]]:
+        return [
+            *_range("shards", self.shards, 1, 100_000),
+            *_range("samples_per_shard", self.samples_per_shard, 1, 1_000_000),
+            *_range("correct_fraction", self.correct_fraction, 0.0, 1.0),
+        ]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One named pipeline, fully resolved: every stage's settings plus the Beam runner and its options."""
+
+    name: str = "demo"
+    input: str | None = None
+    output: str | None = None
+    seed: int = 0
+    runner: str = "FnApiRunner"
+    beam: dict[str, Any] = field(default_factory=dict)
+    strict: bool = False
+    captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    gates: dict[str, Any] = field(default_factory=dict)
+    demo_data: DemoDataConfig | None = None
+
+    def check(self) -> list[tuple[str, str]]:
+        return _range("seed", self.seed, 0, 2**63 - 1)
+
+    def beam_args(self) -> list[str]:
+        """The Beam flags this pipeline names, runner first."""
+        args = [f"--runner={self.runner}"]
+        for key, value in self.beam.items():
+            for item in value if isinstance(value, list) else [value]:
+                args.append(f"--{key}" if item is True else f"--{key}={item}")
+        return args
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _range(key: str, value, low, high) -> list[tuple[str, str]]:
+    return [] if low <= value <= high else [(key, f"must be between {low} and {high}, not {value!r}")]
+
+
+def load_config(
+    pipeline: str, config_file: str | None = None, overrides: list[str] = (), **cli: str | None
+) -> RunConfig:
+    """Read ``pipeline`` from ``config_file`` (./pipelines.yaml, else the packaged copy), apply ``--set``
+    overrides and the ``input``/``output`` given on the command line, and validate the result.
+
+    Raises ConfigError naming the file and the key.
+    """
+    path = Path(config_file) if config_file else _default_config_file()
+    source = str(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: config file not found") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{source}: not readable YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("pipelines"), dict):
+        raise ConfigError(f"{source}: expected a mapping with a 'pipelines' section")
+    unknown = set(document) - {"defaults", "pipelines"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}")
+    pipelines = document["pipelines"]
+    if pipeline not in pipelines:
+        raise ConfigError(f"{source}: no pipeline named {pipeline!r} (have: {', '.join(pipelines)})")
+    merged = _deep_merge(document.get("defaults") or {}, pipelines[pipeline] or {})
+    merged["name"] = pipeline
+    for item in overrides:
+        _apply_override(merged, item)
+    for key, value in cli.items():
+        if value is not None:
+            merged[key] = value
+    return _build(RunConfig, merged, source, "")
+
+
+def _default_config_file() -> Path:
+    local = Path("pipelines.yaml")
+    return local if local.is_file() else PACKAGED_CONFIG
+
+
+def _deep_merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "beam":
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _apply_override(merged: dict, item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {item}: expected KEY=VALUE")
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    target = merged
+    parts = key.split(".")
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a section")
+    target[parts[-1]] = value
+
+
+def _build(cls, data: Any, source: str, prefix: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'pipeline'}: expected a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{source}: {prefix}{key}: unknown key")
+    values = {}
+    for name in names & set(data):
+        values[name] = _coerce(hints[name], data[name], source, prefix + name)
+    config = cls(**values)
+    problems = config.check()
+    if problems:
+        key, message = problems[0]
+        raise ConfigError(f"{source}: {prefix}{key}: {message}")
+    return config
+
+
+def _coerce(hint, value, source: str, key: str):
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, source, key + ".")
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        if dataclasses.is_dataclass(option) and isinstance(value, dict):
+            return _build(option, value, source, key + ".")
+        origin = typing.get_origin(option) or option
+        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if origin in (str, bool, dict) and isinstance(value, origin):
+            return value
+    expected = " or ".join("null" if o is type(None) else getattr(o, "__name__", str(o)) for o in options)
+    raise ConfigError(f"{source}: {key}: expected {expected}, got {value!r}")

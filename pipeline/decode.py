@@ -1,0 +1,106 @@
+"""Turning a sample's raw members into a caption, metadata and an RGB image, or a reason to drop it."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+
+from PIL import Image, ImageOps
+
+from pipeline.reader import unsafe_key
+from pipeline.sample import IMAGE_EXTENSIONS, Sample
+
+
+def decode_sample(sample: Sample, max_pixels: int) -> Sample:
+    """Fill ``web_text``, ``meta`` and ``image``; drop the sample with a reason when it cannot be used.
+
+    A missing, blank or non-UTF-8 caption is not a reason to drop: the captioner may still give one.
+    """
+    if not sample.live:
+        return sample
+    if unsafe_key(sample.key):
+        sample.drop("unsafe_path", "member path leaves the archive's folder")
+        return sample
+    _decode_text(sample)
+    if not _decode_meta(sample):
+        return sample
+    found = sample.member(*IMAGE_EXTENSIONS)
+    if found is None:
+        sample.drop("no_image", "no image member")
+        return sample
+    sample.image_ext, data = found
+    sample.image, reason, error = open_image(data, max_pixels)
+    if sample.image is None:
+        sample.drop(reason, error)
+    return sample
+
+
+def _decode_text(sample: Sample) -> None:
+    found = sample.member("txt")
+    if found is None:
+        sample.notes.append("no_txt")
+        return
+    try:
+        text = found[1].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        sample.notes.append(f"txt_not_utf8: {exc.reason} at byte {exc.start}")
+        return
+    text = " ".join(text.split())
+    if text:
+        sample.web_text = text
+    else:
+        sample.notes.append("blank_txt")
+
+
+def _decode_meta(sample: Sample) -> bool:
+    found = sample.member("json")
+    if found is None:
+        sample.meta = {}
+        return True
+    try:
+        sample.meta_text = found[1].decode("utf-8")
+        meta = json.loads(sample.meta_text)
+    except (UnicodeDecodeError, ValueError) as exc:
+        sample.drop("invalid_json", f"json member unreadable: {exc}")
+        return False
+    if not isinstance(meta, dict):
+        sample.drop("invalid_json", f"json member is a {type(meta).__name__}, not an object")
+        return False
+    sample.meta = meta
+    return True
+
+
+def open_image(data: bytes, max_pixels: int) -> tuple[Image.Image | None, str, str]:
+    """Decode ``data`` to an upright RGB image; the size is checked from the header before any pixels load.
+
+    Returns the image (None on failure), the drop reason and the error detail.
+    """
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns, then raises, on huge images; our own limit below decides first.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                return None, "image_too_large", f"{width}x{height} is over the {max_pixels} pixel limit"
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image), "", ""
+    except Image.DecompressionBombError as exc:
+        return None, "image_too_large", str(exc)
+    except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError) as exc:
+        return None, "undecodable_image", f"{type(exc).__name__}: {exc}"
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent pixels carry arbitrary colour; show them on white as a browser would.
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: scale to 8 bits rather than clip at 255.
+        return image.point(lambda v: v / 256).convert("L").convert("RGB")
+    return image.convert("RGB")

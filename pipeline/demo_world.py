@@ -1,0 +1,327 @@
+"""The demo world: procedural scenes of one or two shapes, their one true caption, and noisy web shards.
+
+Every image has exactly one canonical caption, so caption quality is measurable exactly: a caption is
+correct when it equals the canonical one after ``normalise``. Captions of different scenes often differ by a
+single word (a colour, a shape, a size, a position or the background), which is what makes the filter's job
+non-trivial. ``write_demo_shards`` writes WebDataset shards whose web captions are damaged in known ways
+(``NOISE_KINDS``), with the ground truth kept in each sample's json.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import re
+from dataclasses import dataclass
+
+from PIL import Image, ImageDraw
+
+from pipeline.tar_writer import DeterministicTarWriter
+
+COLOURS = {
+    "red": (215, 35, 35),
+    "orange": (245, 140, 20),
+    "yellow": (240, 225, 40),
+    "green": (40, 165, 60),
+    "blue": (40, 75, 220),
+    "purple": (140, 50, 185),
+    "white": (245, 245, 245),
+    "black": (20, 20, 20),
+    "grey": (125, 125, 125),
+}
+SHAPES = ("circle", "square", "triangle", "cross")
+SIZES = ("small", "large")
+POSITIONS = ("left", "right", "top", "bottom")
+# Two-object scenes are laid out side by side or one above the other; the caption names the first slot first.
+LAYOUTS = (("left", "right"), ("top", "bottom"))
+PROMPT = "a picture of"
+NOISE_KINDS = ("correct", "other_image", "one_word_off", "boilerplate", "empty", "missing")
+VOCABULARY = tuple(
+    sorted(
+        set(PROMPT.split())
+        | {"on", "the", "and", "background"}
+        | set(COLOURS)
+        | set(SHAPES)
+        | set(SIZES)
+        | set(POSITIONS)
+    )
+)
+IMAGE_SIZE = 128
+JPEG_QUALITY = 90
+PNG_FRACTION = 0.1
+# Relative object sizes (fraction of the image side) before jitter.
+SIZE_FRACTION = {"small": 0.2, "large": 0.38}
+SLOT_CENTRE = {"left": (0.27, 0.5), "right": (0.73, 0.5), "top": (0.5, 0.27), "bottom": (0.5, 0.73)}
+
+
+@dataclass(frozen=True, slots=True)
+class Thing:
+    """One object of a scene: its size, colour, shape and position word."""
+
+    size: str
+    colour: str
+    shape: str
+    position: str
+
+
+@dataclass(frozen=True, slots=True)
+class Scene:
+    """A background colour, one or two ``Thing``s in caption order, and a seed for the pixel jitter."""
+
+    background: str
+    things: tuple[Thing, ...]
+    jitter: int
+
+
+def sample_scene(rng: random.Random) -> Scene:
+    """Draw a random scene.
+
+    Args:
+        rng: the random source; the scene depends only on its state.
+    """
+    background = rng.choice(sorted(COLOURS))
+    colours = [c for c in sorted(COLOURS) if c != background]
+    if rng.random() < 0.5:
+        positions: tuple[str, ...] = (rng.choice(POSITIONS),)
+    else:
+        positions = rng.choice(LAYOUTS)
+    things = tuple(Thing(rng.choice(SIZES), rng.choice(colours), rng.choice(SHAPES), p) for p in positions)
+    return Scene(background, things, rng.randrange(2**31))
+
+
+def _describe(thing: Thing) -> str:
+    return f"a {thing.size} {thing.colour} {thing.shape} on the {thing.position}"
+
+
+def canonical_caption(scene: Scene) -> str:
+    """The one correct caption of ``scene``, e.g. "a small red circle on the left and a large blue square
+    on the right on a green background".
+
+    Args:
+        scene: the scene to describe.
+    """
+    return " and ".join(_describe(t) for t in scene.things) + f" on a {scene.background} background"
+
+
+def normalise(text: str) -> str:
+    """Lower-case ``text``, drop punctuation and collapse whitespace, the comparison used for correctness.
+
+    Args:
+        text: any caption.
+    """
+    return " ".join(re.sub(r"[^\w\s]|_", " ", text.lower()).split())
+
+
+def _draw_thing(draw: ImageDraw.ImageDraw, thing: Thing, rng: random.Random, side: int) -> None:
+    half = side * SIZE_FRACTION[thing.size] * rng.uniform(0.9, 1.1) / 2
+    cx, cy = SLOT_CENTRE[thing.position]
+    # Jitter the centre a little so that no two images of the same caption are identical.
+    cx = side * (cx + rng.uniform(-0.05, 0.05))
+    cy = side * (cy + rng.uniform(-0.05, 0.05))
+    box = (cx - half, cy - half, cx + half, cy + half)
+    fill = COLOURS[thing.colour]
+    if thing.shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif thing.shape == "square":
+        draw.rectangle(box, fill=fill)
+    elif thing.shape == "triangle":
+        draw.polygon([(cx, cy - half), (cx + half, cy + half), (cx - half, cy + half)], fill=fill)
+    elif thing.shape == "cross":
+        arm = half / 3
+        draw.rectangle((cx - half, cy - arm, cx + half, cy + arm), fill=fill)
+        draw.rectangle((cx - arm, cy - half, cx + arm, cy + half), fill=fill)
+    else:
+        raise ValueError(f"unknown shape {thing.shape!r}")
+
+
+def render(scene: Scene, size: int = IMAGE_SIZE) -> Image.Image:
+    """Draw ``scene`` as an RGB image.
+
+    Args:
+        scene: what to draw; its ``jitter`` seed fixes the exact object sizes and offsets.
+        size: the side of the square image in pixels.
+    """
+    rng = random.Random(scene.jitter)
+    image = Image.new("RGB", (size, size), COLOURS[scene.background])
+    draw = ImageDraw.Draw(image)
+    for thing in scene.things:
+        _draw_thing(draw, thing, rng, size)
+    return image
+
+
+# ---- noisy web captions -------------------------------------------------------------------------------
+
+_SPAM = (
+    "click here to buy",
+    "free shipping",
+    "free shipping on all orders",
+    "best price guaranteed",
+    "buy now limited offer",
+    "sale ends today",
+    "untitled",
+    "no description available",
+    "image",
+    "photo",
+    "shop now and save",
+    "download free hd wallpaper",
+    "high quality royalty free image",
+)
+
+
+def boilerplate_caption(rng: random.Random) -> str:
+    """A spam or file-name style web caption, varied by random numbers and templates.
+
+    Args:
+        rng: the random source.
+    """
+    n = rng.randrange(10, 100000)
+    templates = (
+        lambda: f"IMG_{rng.randrange(1000, 10000)}.JPG",
+        lambda: f"DSC{rng.randrange(10000, 100000)}.jpg",
+        lambda: f"stock photo {n}",
+        lambda: rng.choice(_SPAM),
+        lambda: f"{rng.choice(_SPAM)} {rng.choice(_SPAM)}",
+        lambda: f"{rng.choice(_SPAM).upper()}!!!",
+        lambda: f"photo by user{n}",
+        lambda: f"screenshot 20{rng.randrange(10, 27)}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}",
+        lambda: f"wallpaper {rng.choice((800, 1024, 1920))}x{rng.choice((600, 768, 1080))}",
+        # In-domain words in spam, so the filter cannot reject on vocabulary alone.
+        lambda: f"{rng.choice(sorted(COLOURS))} {rng.choice(SHAPES)} png free download",
+        lambda: f"{rng.choice(SHAPES)} {rng.choice(SHAPES)} {rng.choice(SHAPES)} best {rng.choice(SHAPES)}",
+        lambda: f"{n} views",
+    )
+    return rng.choice(templates)()
+
+
+def perturb_scene(scene: Scene, rng: random.Random) -> Scene:
+    """``scene`` with one factor (the background, or one object's colour, shape, size or position) replaced
+    by another valid value; its caption differs from the original's in exactly one word.
+
+    Args:
+        scene: the scene to change.
+        rng: the random source.
+    """
+    factor = rng.choice(("colour", "shape", "size", "position", "background"))
+    if factor == "background":
+        new = rng.choice([c for c in sorted(COLOURS) if c != scene.background])
+        return Scene(new, scene.things, scene.jitter)
+    index = rng.randrange(len(scene.things))
+    thing = scene.things[index]
+    values = {"colour": sorted(COLOURS), "shape": SHAPES, "size": SIZES, "position": POSITIONS}[factor]
+    fields = {"size": thing.size, "colour": thing.colour, "shape": thing.shape, "position": thing.position}
+    fields[factor] = rng.choice([v for v in values if v != fields[factor]])
+    things = list(scene.things)
+    things[index] = Thing(**fields)
+    return Scene(scene.background, tuple(things), scene.jitter)
+
+
+def one_word_off(scene: Scene, rng: random.Random) -> str:
+    """The canonical caption of ``scene`` with one factor swapped for another valid value (``perturb_scene``).
+
+    Args:
+        scene: the true scene.
+        rng: the random source.
+    """
+    return canonical_caption(perturb_scene(scene, rng))
+
+
+def web_caption(scene: Scene, kind: str, rng: random.Random) -> str | None:
+    """The web caption of a sample of noise ``kind`` (None for ``missing``: no txt member at all).
+
+    Args:
+        scene: the true scene.
+        kind: one of ``NOISE_KINDS``.
+        rng: the random source.
+    """
+    truth = canonical_caption(scene)
+    if kind == "correct":
+        return truth
+    if kind == "other_image":
+        other = truth
+        while normalise(other) == normalise(truth):
+            other = canonical_caption(sample_scene(rng))
+        return other
+    if kind == "one_word_off":
+        return one_word_off(scene, rng)
+    if kind == "boilerplate":
+        return boilerplate_caption(rng)
+    if kind == "empty":
+        return rng.choice(("", " ", "  ", "\n", " \t "))
+    if kind == "missing":
+        return None
+    raise ValueError(f"unknown noise kind {kind!r}; expected one of {', '.join(NOISE_KINDS)}")
+
+
+def noise_kind(rng: random.Random, correct_fraction: float) -> str:
+    """Draw a noise kind: ``correct`` with probability ``correct_fraction``, else a uniform other kind."""
+    if rng.random() < correct_fraction:
+        return "correct"
+    return rng.choice(NOISE_KINDS[1:])
+
+
+def encode_image(image: Image.Image, fmt: str) -> bytes:
+    """Encode ``image`` as ``jpg`` (fixed quality, no metadata) or ``png`` bytes."""
+    buffer = io.BytesIO()
+    if fmt == "jpg":
+        image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    else:
+        image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_sample(key: str, rng: random.Random, correct_fraction: float = 0.4) -> dict[str, bytes]:
+    """One WebDataset sample as ``{member name: bytes}``: image, web caption (unless missing) and json.
+
+    Args:
+        key: the sample key, e.g. ``00000_000012``.
+        rng: the random source.
+        correct_fraction: the probability that the web caption is the canonical one.
+    """
+    scene = sample_scene(rng)
+    kind = noise_kind(rng, correct_fraction)
+    text = web_caption(scene, kind, rng)
+    fmt = "png" if rng.random() < PNG_FRACTION else "jpg"
+    meta = {"gt_caption": canonical_caption(scene), "noise": kind, "url": f"https://demo.capfilt/{key}.{fmt}"}
+    members = {f"{key}.{fmt}": encode_image(render(scene), fmt)}
+    if text is not None:
+        members[f"{key}.txt"] = text.encode("utf-8")
+    members[f"{key}.json"] = json.dumps(meta, sort_keys=True).encode("utf-8")
+    return members
+
+
+def write_demo_shards(
+    output_dir: str, shards: int = 4, samples_per_shard: int = 64, seed: int = 0, correct_fraction: float = 0.4
+) -> list[str]:
+    """Write ``shards`` demo WebDataset tars ``00000.tar``, ``00001.tar``, ... into ``output_dir``.
+
+    The same arguments always give byte-identical tars: each shard has its own random stream derived from
+    ``seed`` and its index, so shards do not depend on each other.
+
+    Args:
+        output_dir: a local directory, created if needed.
+        shards: the number of tars.
+        samples_per_shard: samples in each tar.
+        seed: the world seed.
+        correct_fraction: the fraction of samples whose web caption is correct; the rest is spread evenly
+            over the other noise kinds.
+
+    Returns:
+        The paths of the tars, in order.
+    """
+    if not 0.0 <= correct_fraction <= 1.0:
+        raise ValueError(f"correct_fraction must be within [0, 1], got {correct_fraction}")
+    os.makedirs(output_dir, exist_ok=True)
+    paths = []
+    for shard in range(shards):
+        rng = random.Random(f"capfilt-demo/{seed}/{shard}")
+        path = os.path.join(output_dir, f"{shard:05d}.tar")
+        temp = f"{path}.tmp-{os.getpid()}"
+        with open(temp, "wb") as handle, DeterministicTarWriter(handle) as writer:
+            for index in range(samples_per_shard):
+                for name, data in make_sample(f"{shard:05d}_{index:06d}", rng, correct_fraction).items():
+                    writer.add(name, data)
+        os.replace(temp, path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,212 @@
+"""Caption quality against the demo world's ground truth, and BLIP's Table 1 ablation, from a capfilt output.
+
+Works on the per-shard parquet rows (one per input sample) that a run writes; the ground truth is the
+``gt_caption`` in each input sample's json, which only demo shards carry. The row-level functions
+(``evaluate_rows``, ``ablation_rows``) take plain dicts with the parquet columns, so the demo-model training
+script can score models in memory the same way.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+from pipeline.demo_world import NOISE_KINDS, normalise
+from pipeline.select import Candidate, select
+
+ABLATION_ROWS = ("none", "filter", "captioner", "capfilt")
+
+
+def read_rows(output_dir: str) -> list[dict]:
+    """All parquet rows of ``output_dir`` as dicts, shards in name order and rows in file order.
+
+    Args:
+        output_dir: a local capfilt output directory.
+    """
+    import pyarrow.parquet as pq
+
+    paths = sorted(glob.glob(os.path.join(output_dir, "*.parquet")))
+    if not paths:
+        raise FileNotFoundError(f"no *.parquet files in {output_dir}")
+    rows: list[dict] = []
+    for path in paths:
+        rows.extend(pq.read_table(path).to_pylist())
+    return rows
+
+
+def read_filter_config(output_dir: str) -> tuple[float, float]:
+    """The run's ``(threshold, web_margin)`` from ``report.json`` in ``output_dir``."""
+    with open(os.path.join(output_dir, "report.json"), encoding="utf-8") as handle:
+        config = json.load(handle)["config"]["filter"]
+    return float(config["threshold"]), float(config.get("web_margin", 0.0))
+
+
+def _truth(row: dict) -> tuple[str | None, str]:
+    """The normalised ground-truth caption and noise kind of a row (None, "unknown" without demo json)."""
+    try:
+        meta = json.loads(row.get("json") or "")
+        return normalise(meta["gt_caption"]), str(meta.get("noise", "unknown"))
+    except (ValueError, KeyError, TypeError):
+        return None, "unknown"
+
+
+def _correct(text: str | None, truth: str | None) -> bool:
+    return text is not None and truth is not None and normalise(text) == truth
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+def evaluate_rows(rows: list[dict]) -> dict:
+    """Quality figures of a run's decisions (``status``, ``caption``, ``source``) against ground truth.
+
+    Args:
+        rows: parquet rows as dicts; ``json`` must hold the demo sample's json with ``gt_caption``.
+
+    Returns:
+        ``input``, ``kept``, ``kept_correct``, ``kept_accuracy`` (correct kept / kept), ``yield``
+        (kept / input), ``clean_yield`` (correct kept / input), ``web_accuracy`` (correct web captions /
+        input) and ``per_noise``: for each noise kind ``count``, ``kept``, ``kept_correct``, ``kept_web``,
+        ``kept_synthetic``.
+    """
+    per_noise: dict[str, dict[str, int]] = {}
+    kept = kept_correct = web_correct = 0
+    for row in rows:
+        truth, kind = _truth(row)
+        counts = per_noise.setdefault(
+            kind, {"count": 0, "kept": 0, "kept_correct": 0, "kept_web": 0, "kept_synthetic": 0}
+        )
+        counts["count"] += 1
+        web_correct += _correct(row.get("web_text"), truth)
+        if row.get("status") != "kept":
+            continue
+        good = _correct(row.get("caption"), truth)
+        kept += 1
+        kept_correct += good
+        counts["kept"] += 1
+        counts["kept_correct"] += good
+        if row.get("source") in ("web", "synthetic"):
+            counts[f"kept_{row['source']}"] += 1
+    total = len(rows)
+    order = {kind: i for i, kind in enumerate(NOISE_KINDS)}
+    return {
+        "input": total,
+        "kept": kept,
+        "kept_correct": kept_correct,
+        "kept_accuracy": _ratio(kept_correct, kept),
+        "yield": _ratio(kept, total),
+        "clean_yield": _ratio(kept_correct, total),
+        "web_accuracy": _ratio(web_correct, total),
+        "per_noise": dict(sorted(per_noise.items(), key=lambda item: order.get(item[0], len(order)))),
+    }
+
+
+def _ablation_choice(row: dict, name: str, threshold: float, web_margin: float) -> str | None:
+    """The caption that ablation ``name`` keeps for ``row``, or None when it drops the sample."""
+    web = row.get("web_text")
+    web = web if web is not None and web.strip() else None
+    web_score = row.get("web_score")
+    texts = list(row.get("synthetic_texts") or [])
+    scores = list(row.get("synthetic_scores") or [])
+    if name == "none":
+        return web
+    if name == "filter":
+        return web if web is not None and web_score is not None and web_score >= threshold else None
+    if name == "captioner":
+        return texts[0] if texts else None
+    if name == "capfilt":
+        web_candidate = Candidate(web, web_score, "web") if web is not None and web_score is not None else None
+        synthetic = [Candidate(t, s, "synthetic") for t, s in zip(texts, scores) if s is not None]
+        decision = select(web_candidate, synthetic, policy="best", threshold=threshold, web_margin=web_margin)
+        return decision.chosen.text if decision.chosen is not None else None
+    raise ValueError(f"unknown ablation {name!r}; expected one of {', '.join(ABLATION_ROWS)}")
+
+
+def ablation_rows(rows: list[dict], threshold: float, web_margin: float = 0.0) -> list[dict]:
+    """BLIP Table 1's four settings recomputed from the recorded scores of the same samples.
+
+    ``none`` keeps every non-empty web caption; ``filter`` keeps the web caption when its score reaches
+    ``threshold``; ``captioner`` keeps the first synthetic caption unfiltered; ``capfilt`` applies the
+    ``best`` policy over web and synthetic captions.
+
+    Args:
+        rows: parquet rows as dicts (``web_text``, ``web_score``, ``synthetic_texts``, ``synthetic_scores``,
+            ``json``).
+        threshold: the filter threshold of the run.
+        web_margin: the run's ``filter.web_margin``.
+
+    Returns:
+        One dict per setting: ``name``, ``input``, ``kept``, ``kept_correct``, ``accuracy``, ``yield``,
+        ``clean_yield``.
+    """
+    results = []
+    for name in ABLATION_ROWS:
+        kept = kept_correct = 0
+        for row in rows:
+            caption = _ablation_choice(row, name, threshold, web_margin)
+            if caption is not None:
+                kept += 1
+                kept_correct += _correct(caption, _truth(row)[0])
+        results.append(
+            {
+                "name": name,
+                "input": len(rows),
+                "kept": kept,
+                "kept_correct": kept_correct,
+                "accuracy": _ratio(kept_correct, kept),
+                "yield": _ratio(kept, len(rows)),
+                "clean_yield": _ratio(kept_correct, len(rows)),
+            }
+        )
+    return results
+
+
+def evaluate(output_dir: str) -> dict:
+    """Quality of the run in ``output_dir`` against the demo ground truth; see ``evaluate_rows``.
+
+    Args:
+        output_dir: a local capfilt output directory holding ``*.parquet``.
+    """
+    return evaluate_rows(read_rows(output_dir))
+
+
+def ablation(output_dir: str) -> list[dict]:
+    """BLIP Table 1's ablation over the run in ``output_dir``, with its threshold and web margin from
+    ``report.json``; see ``ablation_rows``.
+
+    Args:
+        output_dir: a local capfilt output directory holding ``*.parquet`` and ``report.json``.
+    """
+    threshold, web_margin = read_filter_config(output_dir)
+    return ablation_rows(read_rows(output_dir), threshold, web_margin)
+
+
+def format_evaluation(result: dict) -> str:
+    """A plain-text summary of ``evaluate``'s result: totals, then one line per noise kind."""
+    lines = [
+        f"input samples          {result['input']}",
+        f"kept                   {result['kept']}  (yield {result['yield']:.3f})",
+        f"kept caption accuracy  {result['kept_accuracy']:.3f}  ({result['kept_correct']} correct)",
+        f"clean yield            {result['clean_yield']:.3f}  (correct kept / input)",
+        f"web caption accuracy   {result['web_accuracy']:.3f}  (before cleaning)",
+        "",
+        f"{'noise':<14}{'count':>7}{'kept':>7}{'correct':>9}{'web':>6}{'synth':>7}",
+    ]
+    for kind, c in result["per_noise"].items():
+        lines.append(
+            f"{kind:<14}{c['count']:>7}{c['kept']:>7}{c['kept_correct']:>9}{c['kept_web']:>6}"
+            f"{c['kept_synthetic']:>7}"
+        )
+    return "\n".join(lines)
+
+
+def format_ablation(rows: list[dict]) -> str:
+    """A plain-text table of ``ablation``'s rows, in BLIP Table 1's order."""
+    lines = [f"{'setting':<11}{'kept':>7}{'accuracy':>10}{'yield':>8}{'clean yield':>13}"]
+    for r in rows:
+        lines.append(
+            f"{r['name']:<11}{r['kept']:>7}{r['accuracy']:>10.3f}{r['yield']:>8.3f}{r['clean_yield']:>13.3f}"
+        )
+    return "\n".join(lines)

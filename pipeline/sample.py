@@ -1,0 +1,55 @@
+"""The record that carries one WebDataset sample through every stage of a shard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.select import Decision
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
+
+
+@dataclass(slots=True)
+class Sample:
+    """One input sample: raw members as read, then what each stage learns about it.
+
+    ``status`` is ``pending`` while the sample is live; a stage that drops it sets the reason, and later
+    stages pass it through untouched, so every input sample reaches the writer exactly once.
+    """
+
+    key: str
+    members: dict[str, bytes] = field(default_factory=dict)  # extension as written -> bytes
+    notes: list[str] = field(default_factory=list)  # why members were ignored (links, oversize, ...)
+    status: str = "pending"
+    detail: str = ""  # why the sample was dropped, in words
+    image_ext: str | None = None
+    image: Any = None  # a decoded RGB PIL image while the sample is live
+    web_text: str | None = None
+    meta: dict | None = None
+    meta_text: str | None = None
+    synthetic: list[str] = field(default_factory=list)
+    web_score: float | None = None
+    synthetic_scores: list[float] = field(default_factory=list)
+    decision: Decision | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.status == "pending"
+
+    def drop(self, reason: str, detail: str = "") -> None:
+        self.status, self.detail = reason, detail
+        self.image = None
+
+    @property
+    def error(self) -> str:
+        """Everything that went wrong with this sample, dropped or not, for its parquet row."""
+        return "; ".join(filter(None, [self.detail, *self.notes]))
+
+    def member(self, *extensions: str) -> tuple[str, bytes] | None:
+        """The first member whose lower-cased extension is one of ``extensions``, in that order."""
+        by_lower = {ext.lower(): ext for ext in self.members}
+        for ext in extensions:
+            if ext in by_lower:
+                return by_lower[ext], self.members[by_lower[ext]]
+        return None

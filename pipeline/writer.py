@@ -1,0 +1,118 @@
+"""Writing one output shard: the kept samples as WebDataset tar, every sample as a parquet row, stats last."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import storage
+from pipeline.sample import Sample
+from pipeline.stats import Stats
+from pipeline.tar_writer import DeterministicTarWriter
+
+ROW_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("caption", pa.string()),
+        ("source", pa.string()),
+        ("score", pa.float64()),
+        ("web_text", pa.string()),
+        ("web_score", pa.float64()),
+        ("synthetic_texts", pa.list_(pa.string())),
+        ("synthetic_scores", pa.list_(pa.float64())),
+        ("kept_texts", pa.list_(pa.string())),
+        ("image_ext", pa.string()),
+        ("json", pa.string()),
+    ]
+)
+
+
+def output_paths(output_dir: str, name: str) -> dict[str, str]:
+    return {
+        kind: storage.join(output_dir, name + suffix)
+        for kind, suffix in (("tar", ".tar"), ("parquet", ".parquet"), ("stats", "_stats.json"))
+    }
+
+
+def capfilt_record(sample: Sample, policy: str) -> dict:
+    """The ``capfilt`` object of a kept sample's json: the choice, every candidate and its score."""
+    decision = sample.decision
+    record = {
+        "caption": decision.chosen.text,
+        "source": decision.chosen.source,
+        "score": round(decision.chosen.score, 6),
+        "web": {"text": sample.web_text, "score": _round(sample.web_score)},
+        "synthetic": [{"text": t, "score": round(s, 6)} for t, s in zip(sample.synthetic, sample.synthetic_scores)],
+        "policy": policy,
+    }
+    if policy == "all":
+        record["kept"] = [{"text": c.text, "source": c.source, "score": round(c.score, 6)} for c in decision.kept]
+    return record
+
+
+def _round(score: float | None) -> float | None:
+    return None if score is None else round(score, 6)
+
+
+class ShardWriter:
+    """Streams kept samples into ``NAME.tar`` and collects a row per input sample for ``NAME.parquet``.
+
+    Nothing is visible under a final name until ``commit``, which renames the tar, then writes the parquet,
+    then ``NAME_stats.json``, whose presence therefore means the shard is complete.
+
+    Args:
+        output_dir: the run's output folder (any Beam filesystem).
+        name: the shard's base name.
+        policy: the selection policy, recorded in each kept sample's json.
+    """
+
+    def __init__(self, output_dir: str, name: str, policy: str):
+        self.output_dir, self.policy = output_dir, policy
+        self.paths = output_paths(output_dir, name)
+        self._tar_file = storage.AtomicFile(self.paths["tar"], output_dir)
+        self._tar = DeterministicTarWriter(self._tar_file)
+        self._rows: list[dict] = []
+
+    def write(self, sample: Sample) -> None:
+        decision = sample.decision
+        kept = sample.status == "kept"
+        self._rows.append(
+            {
+                "key": sample.key,
+                "status": sample.status,
+                "error": sample.error,
+                "caption": decision.chosen.text if kept else None,
+                "source": decision.chosen.source if kept else None,
+                "score": decision.chosen.score if kept else None,
+                "web_text": sample.web_text,
+                "web_score": sample.web_score,
+                "synthetic_texts": sample.synthetic,
+                "synthetic_scores": sample.synthetic_scores,
+                "kept_texts": [c.text for c in decision.kept] if kept else [],
+                "image_ext": sample.image_ext,
+                "json": sample.meta_text,
+            }
+        )
+        if kept:
+            meta = {k: v for k, v in (sample.meta or {}).items() if k != "capfilt"}
+            meta["capfilt"] = capfilt_record(sample, self.policy)
+            self._tar.add(f"{sample.key}.{sample.image_ext}", sample.members[sample.image_ext])
+            self._tar.add(f"{sample.key}.txt", decision.chosen.text.encode("utf-8"))
+            self._tar.add(f"{sample.key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+
+    def commit(self, stats: Stats, **extra) -> None:
+        self._tar.close()
+        self._tar_file.commit()
+        buffer = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(self._rows, schema=ROW_SCHEMA), buffer, compression="zstd")
+        storage.write_bytes(self.paths["parquet"], buffer.getvalue(), self.output_dir)
+        storage.write_bytes(self.paths["stats"], stats.to_json(**extra), self.output_dir)
+
+    def discard(self) -> None:
+        """Drop this attempt: nothing of it stays, under a final name or a temporary one."""
+        self._tar_file.discard()
