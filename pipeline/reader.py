@@ -94,7 +94,13 @@ class TarSamples:
         except tarfile.ReadError as exc:
             if "empty file" in str(exc):
                 return
+            if "truncated header" in str(exc):  # fewer bytes than one header: cut before its first member
+                self.truncation = f"archive cut short: {exc}"
+                return
             raise ShardFormatError(f"not a tar archive: {exc}") from exc
+        except TRUNCATION_ERRORS as exc:  # a gzip stream that breaks before the first header
+            self.truncation = f"archive cut short: {exc}"
+            return
         current: Sample | None = None
         seen: set[str] = set()  # keys only: a few MB even for very large shards
         try:

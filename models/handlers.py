@@ -1,0 +1,78 @@
+"""Beam ``ModelHandler`` adapters, so the captioner and the ITM scorer drop into any ``RunInference``.
+
+The capfilt pipeline itself calls the plain classes per shard; these are for users composing their own
+Beam pipelines: ``images | RunInference(CaptionerModelHandler("Salesforce/blip-image-captioning-base"))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from models.captioner import Captioner
+from models.itm import ItmScorer
+
+
+class _BlipHandler(ModelHandler):
+    def __init__(self, model: str, batch_size: int, device: str, dtype: str, trust_remote_code: bool, **options):
+        super().__init__()
+        self._model, self._batch_size = model, batch_size
+        self._load = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code, **options)
+
+    def batch_elements_kwargs(self) -> dict[str, Any]:
+        return {"min_batch_size": 1, "max_batch_size": self._batch_size}
+
+
+class CaptionerModelHandler(_BlipHandler):
+    """PIL images in; ``PredictionResult(image, [caption, ...])`` out.
+
+    Args:
+        model: hub id, directory or ``embedded:NAME``.
+        seed: sampling seed of every batch (batches RunInference forms are not fixed, so captions are
+            reproducible only for the same batches).
+        batch_size: most images per batch.
+        device, dtype, trust_remote_code: as in ``models.loading.load_blip``.
+        **options: the Captioner's sampling options (prompt, num_captions, top_p, min_length, max_length).
+    """
+
+    def __init__(self, model: str, seed: int = 0, batch_size: int = 16, device: str = "auto",
+                 dtype: str = "float32", trust_remote_code: bool = False, **options):
+        super().__init__(model, batch_size, device, dtype, trust_remote_code, **options)
+        self._seed = seed
+
+    def load_model(self) -> Captioner:
+        return Captioner.from_pretrained(self._model, **self._load)
+
+    def run_inference(self, batch: Sequence, model: Captioner, inference_args=None) -> Iterable[PredictionResult]:
+        captions = model.caption(list(batch), seed=self._seed)
+        return [PredictionResult(image, texts, self._model) for image, texts in zip(batch, captions)]
+
+    def get_metrics_namespace(self) -> str:
+        return "capfilt_captioner"
+
+
+class ItmModelHandler(_BlipHandler):
+    """``(image, [caption, ...])`` in; ``PredictionResult(example, [match probability, ...])`` out.
+
+    Args:
+        model: hub id, directory or ``embedded:NAME``.
+        batch_size: most examples per batch.
+        device, dtype, trust_remote_code: as in ``models.loading.load_blip``.
+        **options: the ItmScorer's options (batch_size of pairs, max_text_tokens).
+    """
+
+    def __init__(self, model: str, batch_size: int = 32, device: str = "auto", dtype: str = "float32",
+                 trust_remote_code: bool = False, **options):
+        super().__init__(model, batch_size, device, dtype, trust_remote_code, **options)
+
+    def load_model(self) -> ItmScorer:
+        return ItmScorer.from_pretrained(self._model, **self._load)
+
+    def run_inference(self, batch: Sequence, model: ItmScorer, inference_args=None) -> Iterable[PredictionResult]:
+        scores = model.score([image for image, _ in batch], [list(texts) for _, texts in batch])
+        return [PredictionResult(example, s, self._model) for example, s in zip(batch, scores)]
+
+    def get_metrics_namespace(self) -> str:
+        return "capfilt_itm"
