@@ -115,4 +115,7 @@ class ShardWriter:
 
     def discard(self) -> None:
         """Drop this attempt: nothing of it stays, under a final name or a temporary one."""
-        self._tar_file.discard()
+        try:
+            self._tar.close()  # else tarfile flushes into the closed file when collected
+        finally:
+            self._tar_file.discard()

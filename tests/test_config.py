@@ -1,0 +1,88 @@
+import pytest
+
+from pipeline.cli import main
+from pipeline.config import ConfigError, load_config
+
+YAML = """
+defaults:
+  captioner: {model: m/cap, num_captions: 2}
+  filter: {model: m/itm}
+pipelines:
+  base: {}
+  strict:
+    filter: {threshold: 0.7, policy: all}
+    beam: {direct_num_workers: 2, save_main_session: true}
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(YAML)
+    return str(path)
+
+
+def test_defaults_merge_into_each_pipeline(config_file):
+    config = load_config("strict", config_file)
+    assert config.captioner.model == "m/cap" and config.captioner.num_captions == 2
+    assert config.filter.threshold == 0.7 and config.filter.policy == "all"
+    assert config.beam_args() == ["--runner=FnApiRunner", "--direct_num_workers=2", "--save_main_session"]
+
+
+def test_set_overrides_with_dotted_keys_and_typed_values(config_file):
+    config = load_config("base", config_file, ["captioner.top_p=0.5", "filter.threshold=1", "seed=7",
+                                               "captioner.prompt="])
+    assert config.captioner.top_p == 0.5 and config.filter.threshold == 1.0 and config.seed == 7
+    assert config.captioner.prompt == ""
+
+
+@pytest.mark.parametrize(
+    "pipeline,overrides,message",
+    [
+        ("nope", [], "no pipeline named 'nope'"),
+        ("base", ["captioner.temperature=2"], "captioner.temperature: unknown key"),
+        ("base", ["captioner.num_captions=three"], "captioner.num_captions: expected int"),
+        ("base", ["captioner.num_captions=true"], "captioner.num_captions: expected int"),
+        ("base", ["filter.policy=majority"], "filter.policy: must be one of best, all, score_only"),
+        ("base", ["filter.threshold=1.5"], "filter.threshold: must be between 0.0 and 1.0"),
+        ("base", ["captioner.min_length=30"], "captioner.min_length: must be between"),
+        ("base", ["captioner=3"], "captioner: expected a mapping"),
+        ("base", ["novalue"], "expected KEY=VALUE"),
+    ],
+)
+def test_bad_configuration_names_the_key(config_file, pipeline, overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as info:
+        load_config(pipeline, config_file, overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("pipelines:\n  x:\n    filter: {treshold: 0.5}\n")
+    with pytest.raises(ConfigError, match=rf"{path}: filter.treshold: unknown key"):
+        load_config("x", str(path))
+
+
+def test_packaged_config_has_the_named_pipelines():
+    for name in ("demo", "blip-base", "blip-large-dataflow", "blip-base-flink", "ci"):
+        assert load_config(name).name == name
+
+
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["run", "nope"], "no pipeline named"),
+        (["run", "demo", "--set", "captioner.bogus=1"], "captioner.bogus: unknown key"),
+        (["run", "demo", "--config", "/no/such.yaml"], "config file not found"),
+        (["run", "demo", "--input", "/no/such/dir/*.tar"], "matches no .tar"),
+        (["run", "demo", "--set", "captioner.model=/no/model"], "not a model directory"),
+        (["run", "demo", "--", "--runner=NoSuchRunner"], "is not a Beam runner"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_cli_configuration_errors_exit_2_with_one_line(argv, fragment, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing must be written before the error
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
