@@ -88,8 +88,10 @@ def open_image(data: bytes, max_pixels: int) -> tuple[Image.Image | None, str, s
             image = ImageOps.exif_transpose(image)
             return _to_rgb(image), "", ""
     except Image.DecompressionBombError as exc:
-        return None, "image_too_large", str(exc)
-    except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError) as exc:
+        return None, "image_too_large", f"over the pixel limit: {exc}"
+    except Image.UnidentifiedImageError:
+        return None, "undecodable_image", "cannot identify image file: not an image format Pillow reads"
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         return None, "undecodable_image", f"{type(exc).__name__}: {exc}"
 
 

@@ -31,8 +31,8 @@ def messy(tmp_path) -> Path:
     return tmp_path / "in"
 
 
-def run(tiny_models, inp, out, *extra):
-    argv = ["run", "demo", "--input", str(inp / "*.tar"), "--output", str(out),
+def run(tiny_models, inp, out, *extra, pattern="*.tar"):
+    argv = ["run", "demo", "--input", str(inp / pattern), "--output", str(out),
             "--set", f"captioner.model={tiny_models[0]}", "--set", f"filter.model={tiny_models[1]}",
             "--set", "captioner.min_length=2", "--set", "captioner.max_length=5", "--set", "captioner.batch_size=4",
             # Random weights score everything near 0.5: threshold 0 keeps all unless a test says otherwise.
