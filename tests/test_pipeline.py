@@ -36,7 +36,7 @@ def run(tiny_models, inp, out, *extra, pattern="*.tar"):
             "--set", f"captioner.model={tiny_models[0]}", "--set", f"filter.model={tiny_models[1]}",
             "--set", "captioner.min_length=2", "--set", "captioner.max_length=5", "--set", "captioner.batch_size=4",
             # Random weights score everything near 0.5: threshold 0 keeps all unless a test says otherwise.
-            "--set", "filter.threshold=0", *extra]
+            "--set", "filter.threshold=0", "--set", "runtime.threads=1", *extra]
     return main(argv)
 
 

@@ -1,0 +1,80 @@
+"""The demo-model training script, and the quality of the models shipped in models/demo."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BlipForConditionalGeneration, BlipForImageTextRetrieval, BlipProcessor
+
+from models import train_demo
+from pipeline import demo_world as world
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "demo"
+
+
+def test_caption_labels_match_what_generate_feeds_the_decoder():
+    processor, _, _ = train_demo.build_models(seed=0)
+    tokenizer = processor.tokenizer
+    _, input_ids, attention_mask, labels = train_demo.caption_batch(processor, random.Random(0), 4)
+    assert (input_ids[:, 0] == tokenizer.bos_token_id).all()
+    prompt = tokenizer(world.PROMPT).input_ids[1:-1]  # without [CLS] and [SEP]
+    assert (input_ids[:, 1 : 1 + len(prompt)] == torch.tensor(prompt)).all()
+    assert (labels[:, : 1 + len(prompt)] == -100).all()
+    assert ((labels == -100) | (labels == input_ids)).all()
+    assert ((attention_mask == 0) <= (labels == -100)).all()
+    # Every caption ends in [SEP], which is a label: the model learns to stop.
+    lengths = attention_mask.sum(1)
+    assert (labels[torch.arange(4), lengths - 1] == tokenizer.sep_token_id).all()
+
+
+def test_negative_captions_are_always_wrong():
+    rng = random.Random(0)
+    for _ in range(500):
+        scene = world.sample_scene(rng)
+        assert world.normalise(train_demo.negative_caption(scene, rng)) != world.canonical_caption(scene)
+
+
+def test_a_few_steps_save_models_that_load_by_path(tmp_path):
+    out = tmp_path / "demo"
+    args = ["--output", str(out), "--steps", "2", "--batch-size", "4", "--eval-samples", "4"]
+    assert train_demo.main(args) == 0
+    assert "## Measured on fresh demo data" in (out / "README.md").read_text()
+    for name in ("captioner", "itm"):
+        assert (out / name / "model.safetensors").is_file()
+    processor = BlipProcessor.from_pretrained(out / "captioner")
+    captioner = BlipForConditionalGeneration.from_pretrained(out / "captioner").eval()
+    itm = BlipForImageTextRetrieval.from_pretrained(out / "itm").eval()
+    scene = world.sample_scene(random.Random(5))
+    image = world.render(scene)
+    captions = train_demo.generate_captions(captioner, processor, [image], num_captions=2, top_p=0.9, seed=0)
+    assert len(captions) == 1 and len(captions[0]) == 2 and all(isinstance(c, str) for c in captions[0])
+    # The pipeline calls the HF forward; it must agree with the training-time shortcut.
+    inputs = processor(images=image, text=world.canonical_caption(scene), return_tensors="pt")
+    with torch.no_grad():
+        full = itm(**inputs, use_itm_head=True).itm_score.softmax(-1)[0, 1].item()
+    (score,) = train_demo.score_pairs(itm, processor, [image], [[world.canonical_caption(scene)]])[0]
+    assert 0.0 <= score <= 1.0
+    assert score == pytest.approx(full, abs=1e-5)
+
+
+@pytest.mark.skipif(not (SHIPPED / "itm" / "model.safetensors").is_file(), reason="demo models not trained")
+def test_shipped_models_reach_the_demo_goals():
+    processor, captioner, itm = train_demo.load_models(SHIPPED)
+    metrics = train_demo.evaluate_models(captioner, itm, processor, samples=128, seed=424242)
+    evaluation = metrics["evaluation"]
+    assert evaluation["web_accuracy"] < 0.55  # the data really is noisy
+    assert evaluation["kept_accuracy"] >= 0.95, train_demo.format_metrics(metrics)
+    assert evaluation["clean_yield"] >= 0.90, train_demo.format_metrics(metrics)
+    assert metrics["itm"]["auc"] >= 0.98
+    rows = {r["name"]: r for r in metrics["ablation"]}
+    for single in ("captioner", "filter"):
+        assert rows["capfilt"]["accuracy"] >= rows[single]["accuracy"]
+        assert rows["capfilt"]["clean_yield"] >= rows[single]["clean_yield"]
+        assert rows[single]["accuracy"] > rows["none"]["accuracy"]
+    assert rows["capfilt"]["accuracy"] > rows["none"]["accuracy"]
+    assert rows["capfilt"]["clean_yield"] > rows["none"]["clean_yield"]
+    sizes = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file())
+    assert sizes <= 20e6
