@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
 from pipeline.config import RunConfig
+from pipeline.progress import Progress
 from pipeline.reader import shard_name
 from pipeline.shard import process_shard, read_stats, shard_done
 from pipeline.stats import Stats
@@ -55,10 +57,14 @@ class CleanShardFn(beam.DoFn):
         output_dir: where output shards go.
         overwrite: redo shards that are already complete.
         threads: torch intra-op threads per process (0 leaves torch's default).
+        total_shards: shards in the run, for the progress line's ETA.
     """
 
-    def __init__(self, config: RunConfig, output_dir: str, overwrite: bool = False, threads: int = 0):
+    def __init__(self, config: RunConfig, output_dir: str, overwrite: bool = False, threads: int = 0,
+                 total_shards: int = 0):
         self.config, self.output_dir, self.overwrite, self.threads = config, output_dir, overwrite, threads
+        self.total_shards = total_shards
+        self._run_id = uuid.uuid4().hex  # set at construction, so it travels with the pickled DoFn
         self._shared = Shared()
         self._models = None
         self._counters = {}
@@ -69,8 +75,10 @@ class CleanShardFn(beam.DoFn):
         return self._counters[name]
 
     def process(self, path: str):
+        progress = Progress.for_run(self._run_id, self.total_shards)
         if not self.overwrite and shard_done(path, self.output_dir):
             self._counter("shards_skipped").inc()
+            progress.skipped()
             yield read_stats(path, self.output_dir)
             return
         if self._models is None:
@@ -79,9 +87,7 @@ class CleanShardFn(beam.DoFn):
         started = time.monotonic()
         stats = process_shard(path, self.output_dir, self.config, self._models)
         self._record(stats)
-        rate = stats.input / max(time.monotonic() - started, 1e-9)
-        LOG.info("shard %s: %d samples, %d kept, %.1f samples/s%s", shard_name(path), stats.input, stats.kept,
-                 rate, " (FAILED)" if stats.failed_shards else "")
+        LOG.info(progress.finished(shard_name(path), stats, time.monotonic() - started))
         yield stats
 
     def _record(self, stats: Stats) -> None:

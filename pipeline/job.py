@@ -33,7 +33,7 @@ def build(p: beam.Pipeline, config: RunConfig, shards: list[str], output_dir: st
         p
         | "ListShards" >> beam.Create(shards)
         | "SpreadShards" >> beam.Reshuffle()
-        | "CleanShards" >> beam.ParDo(CleanShardFn(config, output_dir, overwrite, threads))
+        | "CleanShards" >> beam.ParDo(CleanShardFn(config, output_dir, overwrite, threads, len(shards)))
         | "SumStats" >> beam.CombineGlobally(sum_stats)
     )
     _ = stats | "WriteReport" >> beam.Map(lambda total: write_report(output_dir, total, config.to_dict()))

@@ -7,9 +7,11 @@ import json
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import storage
+from pipeline.report_html import render as render_html
 from pipeline.stats import HISTOGRAM_BINS, Stats
 
 REPORT_JSON = "report.json"
+REPORT_HTML = "report.html"
 SUCCESS = "_SUCCESS"
 
 
@@ -37,15 +39,18 @@ def build_report(stats: Stats, config: dict) -> dict:
             "synthetic": stats.synthetic_scores,
             "threshold": config.get("filter", {}).get("threshold"),
         },
+        "examples": stats.examples,
         "config": config,
     }
 
 
 def write_report(output_dir: str, stats: Stats, config: dict) -> dict:
-    """Write report.json, clear temporary files, and mark the run complete with ``_SUCCESS``."""
+    """Write report.json and report.html, clear temporary files, and mark the run complete with ``_SUCCESS``."""
     report = build_report(stats, config)
     data = (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
     storage.write_bytes(storage.join(output_dir, REPORT_JSON), data, output_dir)
+    html = render_html(report).encode("utf-8")
+    storage.write_bytes(storage.join(output_dir, REPORT_HTML), html, output_dir)
     storage.remove_temp_dir(output_dir)
     storage.write_bytes(storage.join(output_dir, SUCCESS), b"", output_dir)
     storage.remove_temp_dir(output_dir)

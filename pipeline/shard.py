@@ -10,6 +10,7 @@ from pipeline import storage
 from pipeline.annotate import batch_seed, caption_batch, decide, score_batch
 from pipeline.config import RunConfig
 from pipeline.decode import decode_sample
+from pipeline.examples import ExamplePicker
 from pipeline.reader import ShardFormatError, TarSamples, shard_name
 from pipeline.sample import Sample
 from pipeline.select import Decision
@@ -41,12 +42,14 @@ def process_shard(path: str, output_dir: str, config: RunConfig, models) -> Stat
     started = time.monotonic()
     stats = Stats(shards=1)
     writer = ShardWriter(output_dir, name, config.filter.policy)
+    examples = ExamplePicker(name, config.decode.max_pixels)
     try:
         with storage.open_raw(path) as stream:
             reader = TarSamples(stream, config.decode.max_member_bytes)
             for batch in _annotated_batches(reader, name, config, models):
                 for sample in batch:
                     _count(stats, sample)
+                    examples.offer(sample)
                     writer.write(sample)
     except ShardFormatError as exc:
         writer.discard()
@@ -59,6 +62,7 @@ def process_shard(path: str, output_dir: str, config: RunConfig, models) -> Stat
         raise
     if reader.truncation:
         stats.truncated_shards.append(name)
+    stats.examples = examples.examples
     stats.seconds = time.monotonic() - started
     writer.commit(stats, shard=name, error=reader.truncation)
     return stats

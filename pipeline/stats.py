@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 HISTOGRAM_BINS = 20
+MAX_EXAMPLES = 24  # kept, and as many dropped, examples a sum of stats keeps: first shards first
 
 
 def _bins() -> list[int]:
@@ -34,6 +35,7 @@ class Stats:
     web_scores: list[int] = field(default_factory=_bins)
     synthetic_scores: list[int] = field(default_factory=_bins)
     seconds: float = 0.0
+    examples: list[dict] = field(default_factory=list)
 
     def add_sample(self, status: str, source: str | None, web_score: float | None, synthetic: list[float]) -> None:
         self.input += 1
@@ -65,6 +67,7 @@ class Stats:
             web_scores=[a + b for a, b in zip(self.web_scores, other.web_scores)],
             synthetic_scores=[a + b for a, b in zip(self.synthetic_scores, other.synthetic_scores)],
             seconds=self.seconds + other.seconds,
+            examples=_first_examples(self.examples + other.examples),
         )
 
     def to_json(self, **extra) -> bytes:
@@ -74,6 +77,12 @@ class Stats:
     def from_json(cls, data: bytes) -> Stats:
         fields = cls.__dataclass_fields__
         return cls(**{k: v for k, v in json.loads(data).items() if k in fields})
+
+
+def _first_examples(examples: list[dict]) -> list[dict]:
+    ordered = sorted(examples, key=lambda e: (e["shard"], e["key"]))
+    kept = [e for e in ordered if e["status"] == "kept"][:MAX_EXAMPLES]
+    return kept + [e for e in ordered if e["status"] != "kept"][:MAX_EXAMPLES]
 
 
 def _bin(score: float) -> int:

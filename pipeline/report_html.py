@@ -1,0 +1,150 @@
+"""report.html: one self-contained page (inline SVG and embedded thumbnails, no external fetches)."""
+
+from __future__ import annotations
+
+from html import escape
+
+WEB_COLOUR, SYNTHETIC_COLOUR, DROP_COLOUR = "#2f6fde", "#e07b1a", "#c0392b"
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f5f6f8;color:#1d2330}
+header{background:#1d2330;color:#fff;padding:18px 28px}header h1{margin:0;font-size:20px}
+header p{margin:4px 0 0;color:#b9c0cf}main{padding:20px 28px;max-width:1280px}
+section{background:#fff;border-radius:8px;padding:16px 20px;margin-bottom:18px;box-shadow:0 1px 2px #0002}
+h2{font-size:16px;margin:0 0 12px}.cards{display:flex;gap:12px;flex-wrap:wrap}
+.card{flex:1;min-width:130px;background:#f5f6f8;border-radius:6px;padding:10px 14px}
+.card b{display:block;font-size:22px}.card span{color:#5b6475;font-size:12px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:12px}
+.ex{border:1px solid #e1e4ea;border-radius:6px;padding:10px;display:flex;gap:10px}
+.ex img,.noimg{width:96px;height:96px;object-fit:contain;background:#eee;border-radius:4px;flex:none}
+.noimg{display:flex;align-items:center;justify-content:center;color:#8a93a5;font-size:11px;text-align:center}
+.ex ul{margin:4px 0 0;padding-left:16px}.ex li{margin:1px 0}.chosen{font-weight:600}
+.badge{display:inline-block;border-radius:10px;padding:0 8px;font-size:11px;color:#fff}
+.kept{background:#2e9d5b}.dropped{background:#c0392b}.muted{color:#7a8396;font-size:12px}
+table{border-collapse:collapse}td,th{padding:3px 12px 3px 0;text-align:left}
+.legend i{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}
+"""
+
+
+def render(report: dict) -> str:
+    t = report["totals"]
+    config = report.get("config") or {}
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>capfilt report: {escape(str(report.get('pipeline')))}</title><style>{STYLE}</style></head><body>",
+        f"<header><h1>capfilt report — {escape(str(report.get('pipeline')))}</h1>",
+        f"<p>{_models_line(config)}</p></header><main>",
+        _totals(t),
+        _reasons(t),
+        _histogram(report["histograms"]),
+        _examples("Dropped samples", [e for e in report.get("examples") or [] if e["status"] != "kept"]),
+        _examples("Kept samples", [e for e in report.get("examples") or [] if e["status"] == "kept"]),
+        "</main></body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _models_line(config: dict) -> str:
+    c, f = config.get("captioner", {}), config.get("filter", {})
+    return escape(
+        f"captioner {c.get('model')} ({c.get('num_captions')} captions, top_p {c.get('top_p')}) · "
+        f"filter {f.get('model')} · policy {f.get('policy')} · threshold {f.get('threshold')}"
+    )
+
+
+def _card(value, label: str) -> str:
+    return f"<div class='card'><b>{escape(str(value))}</b><span>{escape(label)}</span></div>"
+
+
+def _totals(t: dict) -> str:
+    dropped = sum(t["dropped"].values())
+    share = lambda n: f"{100 * n / t['input']:.1f}% of input" if t["input"] else "—"  # noqa: E731
+    cards = [
+        _card(t["input"], f"input samples in {t['shards']} shard(s)"),
+        _card(t["kept"], f"kept ({share(t['kept'])})"),
+        _card(t["kept_web"], "kept with their web caption"),
+        _card(t["kept_synthetic"], "kept with a synthetic caption"),
+        _card(dropped, f"dropped ({share(dropped)})"),
+        _card(len(t["failed_shards"]), "unreadable shards"),
+    ]
+    return f"<section><h2>Totals</h2><div class='cards'>{''.join(cards)}</div></section>"
+
+
+def _bar_rows(rows: list[tuple[str, int, str]], total: int) -> str:
+    width, bar_h = 640, 22
+    top = max([n for _, n, _ in rows] + [1])
+    svg = [f"<svg width='{width}' height='{bar_h * len(rows) + 4}' role='img' aria-label='counts by outcome'>"]
+    for i, (label, count, colour) in enumerate(rows):
+        y = i * bar_h
+        length = 360 * count / top
+        svg.append(f"<text x='0' y='{y + 15}' font-size='12'>{escape(label)}</text>")
+        svg.append(f"<rect x='190' y='{y + 3}' width='{length:.1f}' height='{bar_h - 7}' fill='{colour}' rx='2'/>")
+        pct = f" ({100 * count / total:.1f}%)" if total else ""
+        svg.append(f"<text x='{196 + length:.1f}' y='{y + 15}' font-size='12'>{count}{pct}</text>")
+    svg.append("</svg>")
+    return "".join(svg)
+
+
+def _reasons(t: dict) -> str:
+    rows = [("kept: web caption", t["kept_web"], WEB_COLOUR), ("kept: synthetic caption", t["kept_synthetic"],
+                                                                 SYNTHETIC_COLOUR)]
+    rows += [(f"dropped: {reason}", n, DROP_COLOUR) for reason, n in sorted(t["dropped"].items(), key=lambda r: -r[1])]
+    notes = "".join(f"<tr><td>{escape(k)}</td><td>{v}</td></tr>" for k, v in sorted(t["sample_errors"].items()))
+    table = f"<p class='muted'>Notes on samples (kept or not):</p><table>{notes}</table>" if notes else ""
+    return f"<section><h2>What happened to each sample</h2>{_bar_rows(rows, t['input'])}{table}</section>"
+
+
+def _histogram(h: dict) -> str:
+    width, height, left, bottom = 640, 220, 40, 30
+    bins = len(h["web"])
+    top = max(h["web"] + h["synthetic"] + [1])
+    plot_w, plot_h = width - left - 10, height - bottom - 10
+    step = plot_w / bins
+    svg = [f"<svg width='{width}' height='{height}' role='img' aria-label='ITM score histograms'>",
+           f"<line x1='{left}' y1='{10 + plot_h}' x2='{left + plot_w}' y2='{10 + plot_h}' stroke='#999'/>"]
+    for i in range(bins):
+        for offset, counts, colour in ((0.05, h["web"], WEB_COLOUR), (0.5, h["synthetic"], SYNTHETIC_COLOUR)):
+            bar = plot_h * counts[i] / top
+            x = left + i * step + offset * step
+            svg.append(f"<rect x='{x:.1f}' y='{10 + plot_h - bar:.1f}' width='{step * 0.45:.1f}' height='{bar:.1f}' "
+                       f"fill='{colour}'><title>{counts[i]}</title></rect>")
+    for tick in range(0, 11, 2):
+        x = left + plot_w * tick / 10
+        svg.append(f"<text x='{x:.1f}' y='{height - 10}' font-size='11' text-anchor='middle'>{tick / 10:.1f}</text>")
+    svg.append(f"<text x='{left - 6}' y='18' font-size='11' text-anchor='end'>{top}</text>")
+    if h.get("threshold") is not None:
+        x = left + plot_w * float(h["threshold"])
+        svg.append(f"<line x1='{x:.1f}' y1='6' x2='{x:.1f}' y2='{10 + plot_h}' stroke='#111' stroke-dasharray='5,4'/>")
+        svg.append(f"<text x='{x + 4:.1f}' y='16' font-size='11'>threshold {h['threshold']}</text>")
+    svg.append("</svg>")
+    legend = (f"<div class='legend muted'><i style='background:{WEB_COLOUR}'></i>web captions"
+              f"<i style='background:{SYNTHETIC_COLOUR}'></i>synthetic captions</div>")
+    return f"<section><h2>ITM scores</h2>{''.join(svg)}{legend}</section>"
+
+
+def _score(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _examples(title: str, examples: list[dict]) -> str:
+    if not examples:
+        return f"<section><h2>{title}</h2><p class='muted'>None.</p></section>"
+    cards = []
+    for e in examples:
+        image = (f"<img alt='{escape(e['key'])}' src='{e['thumbnail']}'>" if e.get("thumbnail")
+                 else "<div class='noimg'>no image</div>")
+        kept = e["status"] == "kept"
+        badge = f"<span class='badge {'kept' if kept else 'dropped'}'>{escape(e['status'])}</span>"
+        items = []
+        web = e.get("web") or {}
+        chosen_web = kept and e.get("source") == "web"
+        items.append(f"<li class='{'chosen' if chosen_web else ''}'>web: {escape(web.get('text') or '(none)')} "
+                     f"<span class='muted'>{_score(web.get('score'))}</span></li>")
+        for s in e.get("synthetic") or []:
+            chosen = kept and e.get("source") == "synthetic" and s["text"] == e.get("caption")
+            items.append(f"<li class='{'chosen' if chosen else ''}'>synthetic: {escape(s['text'])} "
+                         f"<span class='muted'>{_score(s['score'])}</span></li>")
+        error = f"<div class='muted'>{escape(e['error'])}</div>" if e.get("error") else ""
+        cards.append(f"<div class='ex'>{image}<div>{badge} <span class='muted'>{escape(e['shard'])}/"
+                     f"{escape(e['key'])}</span><ul>{''.join(items)}</ul>{error}</div></div>")
+    return f"<section><h2>{title}</h2><div class='grid'>{''.join(cards)}</div></section>"
