@@ -101,6 +101,8 @@ def _run(args, beam_args: list[str]) -> int:
         output_dir = os.path.join(DEMO_ROOT, "output") if config.demo_data is not None else None
     if output_dir is None:
         raise ConfigError(f"pipeline {config.name!r} has no output: pass --output DIR")
+    input_pattern, output_dir = _absolute(input_pattern), _absolute(output_dir)
+    _set_filesystem_options(config, beam_args)
     try:
         shards = match_shards(input_pattern)
     except Exception as exc:  # a bad scheme or an unreachable bucket is a usage problem, found before work
@@ -114,6 +116,19 @@ def _run(args, beam_args: list[str]) -> int:
         print(f"capfilt: run failed: {type(exc).__name__}: {' '.join(str(exc).split())[:2000]}", file=sys.stderr)
         return 1
     return _summarise(config, output_dir, strict=args.strict or config.strict, evaluate=demo_input)
+
+
+def _absolute(path: str) -> str:
+    """Local paths made absolute: remote workers (portable runners, worker pools) have another cwd."""
+    return path if "://" in path else os.path.abspath(path)
+
+
+def _set_filesystem_options(config: RunConfig, beam_args: list[str]) -> None:
+    # Matching happens here, before the pipeline exists: S3/GCS need their options (endpoint, keys) now.
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    FileSystems.set_options(PipelineOptions([*config.beam_args(), *beam_args]))
 
 
 def _check_models(config: RunConfig) -> None:

@@ -52,7 +52,9 @@ def write_report(output_dir: str, stats: Stats, config: dict) -> dict:
     html = render_html(report).encode("utf-8")
     storage.write_bytes(storage.join(output_dir, REPORT_HTML), html, output_dir)
     storage.remove_temp_dir(output_dir)
-    storage.write_bytes(storage.join(output_dir, SUCCESS), b"", output_dir)
+    # Not empty: Beam's S3 writer cannot upload a zero-byte object.
+    done = json.dumps({"shards": stats.shards, "input": stats.input, "kept": stats.kept}) + "\n"
+    storage.write_bytes(storage.join(output_dir, SUCCESS), done.encode(), output_dir)
     storage.remove_temp_dir(output_dir)
     return report
 
