@@ -1,0 +1,150 @@
+"""capfilt's benchmark: pipeline throughput against the bare model loop, memory as shards grow, and scaling
+with worker processes. Prints figures; asserts nothing (goals are judged from the figures).
+
+    python -m bench.bench throughput --captioner DIR --itm DIR [--images 32 --num-captions 2 --max-length 16]
+    python -m bench.bench memory       # peak RSS, 2 shards vs 8 shards of the same size (demo models)
+    python -m bench.bench workers      # 1 vs 2 worker processes on the demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from pipeline.tar_writer import DeterministicTarWriter
+
+MEASURE = (
+    "import resource, subprocess, sys, time; t = time.monotonic(); code = subprocess.call(sys.argv[1:]); "
+    "print('MEASURE', code, time.monotonic() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def measured(command: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MiB) of the largest process, and stdout of ``command``."""
+    result = subprocess.run([sys.executable, "-c", MEASURE, *command], capture_output=True, text=True, env=env)
+    line = [x for x in result.stdout.splitlines() if x.startswith("MEASURE")][-1].split()
+    if line[1] != "0":
+        raise SystemExit(f"{' '.join(command[:6])} ... failed:\n{result.stderr[-3000:]}")
+    return float(line[2]), int(line[3]) / 1024, result.stdout
+
+
+def photo(rng: random.Random, size=(480, 360)) -> bytes:
+    """A photo-sized JPEG with gradients and shapes, so decoding costs what a web image costs."""
+    image = Image.linear_gradient("L").resize(size).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    for _ in range(12):
+        x, y = rng.randrange(size[0]), rng.randrange(size[1])
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        draw.ellipse([x, y, x + rng.randrange(20, 160), y + rng.randrange(20, 160)], fill=colour)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def write_shards(folder: Path, shards: int, per_shard: int, seed: int = 0) -> str:
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for shard in range(shards):
+        with open(folder / f"{shard:05d}.tar", "wb") as handle, DeterministicTarWriter(handle) as tar:
+            for i in range(per_shard):
+                key = f"{shard:05d}_{i:05d}"
+                tar.add(f"{key}.jpg", photo(rng))
+                tar.add(f"{key}.txt", f"a photo of a red cat number {i}".encode())
+                tar.add(f"{key}.json", json.dumps({"url": f"https://example.com/{key}.jpg"}).encode())
+    return str(folder / "*.tar")
+
+
+def pipeline_command(pattern: str, out: Path, sets: list[str], beam: list[str] = ()) -> list[str]:
+    command = [sys.executable, "-m", "pipeline", "run", "demo", "--input", pattern, "--output", str(out), "--overwrite"]
+    for item in sets:
+        command += ["--set", item]
+    return command + (["--", *beam] if beam else [])
+
+
+def throughput(args) -> None:
+    work = Path(tempfile.mkdtemp(prefix="capfilt-bench-"))
+    pattern = write_shards(work / "in", args.shards, args.images // args.shards)
+    threads = args.threads or os.cpu_count()
+    sets = [f"captioner.model={args.captioner}", f"filter.model={args.itm}", f"captioner.num_captions={args.num_captions}",
+            f"captioner.min_length={args.max_length}", f"captioner.max_length={args.max_length}",
+            f"captioner.batch_size={args.batch_size}", f"filter.batch_size={args.batch_size * (args.num_captions + 1)}",
+            "filter.threshold=0", f"runtime.threads={threads}", f"runtime.dtype={args.dtype}"]
+    bare = [sys.executable, "-m", "bench.bare_loop", "--input", pattern, "--captioner", args.captioner, "--itm", args.itm,
+            f"--num-captions={args.num_captions}", f"--max-length={args.max_length}", f"--min-length={args.max_length}",
+            f"--batch-size={args.batch_size}", f"--threads={threads}", f"--dtype={args.dtype}"]
+    rows = []
+    for round_ in range(args.repeat):
+        bare_s, bare_rss, _ = measured(bare)
+        pipe_s, pipe_rss, _ = measured(pipeline_command(pattern, work / "out", sets))
+        rows.append((bare_s, pipe_s, bare_rss, pipe_rss))
+        print(f"round {round_ + 1}: bare {args.images / bare_s:.3f} img/s ({bare_s:.1f} s, {bare_rss:.0f} MiB) | "
+              f"pipeline {args.images / pipe_s:.3f} img/s ({pipe_s:.1f} s, {pipe_rss:.0f} MiB) | "
+              f"ratio {bare_s / pipe_s:.3f}", flush=True)
+    bare_s, pipe_s = min(r[0] for r in rows), min(r[1] for r in rows)
+    print(f"best: bare {args.images / bare_s:.3f} img/s, pipeline {args.images / pipe_s:.3f} img/s, "
+          f"pipeline/bare throughput {bare_s / pipe_s:.3f}; peak RSS bare {max(r[2] for r in rows):.0f} MiB, "
+          f"pipeline {max(r[3] for r in rows):.0f} MiB")
+
+
+def memory(args) -> None:
+    work = Path(tempfile.mkdtemp(prefix="capfilt-bench-"))
+    sets = ["runtime.threads=0"]
+    figures = {}
+    for shards in (2, 8):
+        pattern = write_shards(work / f"in{shards}", shards, args.per_shard)
+        seconds, rss, _ = measured(pipeline_command(pattern, work / f"out{shards}", sets))
+        figures[shards] = rss
+        print(f"{shards} shards x {args.per_shard} images: {seconds:.1f} s, {shards * args.per_shard / seconds:.1f} img/s, "
+              f"peak RSS {rss:.0f} MiB", flush=True)
+    print(f"peak RSS 8 shards / 2 shards: {figures[8] / figures[2]:.3f}")
+
+
+def workers(args) -> None:
+    work = Path(tempfile.mkdtemp(prefix="capfilt-bench-"))
+    pattern = write_shards(work / "in", args.shards, args.per_shard)
+    times = {}
+    for count in (1, 2):
+        beam = [f"--direct_num_workers={count}", "--direct_running_mode=multi_processing"] if count > 1 else []
+        seconds, _, _ = measured(pipeline_command(pattern, work / f"out{count}", ["runtime.threads=0"], beam))
+        times[count] = seconds
+        print(f"{count} worker process(es): {seconds:.1f} s, {args.shards * args.per_shard / seconds:.1f} img/s", flush=True)
+    print(f"2 workers / 1 worker throughput: {times[1] / times[2]:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    t = commands.add_parser("throughput")
+    t.add_argument("--captioner", required=True)
+    t.add_argument("--itm", required=True)
+    t.add_argument("--images", type=int, default=32)
+    t.add_argument("--shards", type=int, default=2)
+    t.add_argument("--num-captions", type=int, default=2)
+    t.add_argument("--max-length", type=int, default=16)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--dtype", default="float32")
+    t.add_argument("--repeat", type=int, default=1)
+    m = commands.add_parser("memory")
+    m.add_argument("--per-shard", type=int, default=256)
+    w = commands.add_parser("workers")
+    w.add_argument("--shards", type=int, default=8)
+    w.add_argument("--per-shard", type=int, default=256)
+    args = parser.parse_args()
+    started = time.monotonic()
+    {"throughput": throughput, "memory": memory, "workers": workers}[args.command](args)
+    print(f"(benchmark took {time.monotonic() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
