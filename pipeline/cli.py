@@ -188,11 +188,20 @@ def _summarise(config: RunConfig, output_dir: str, strict: bool, evaluate: bool)
 
 
 def _print_evaluation(output_dir: str, ablation: bool = False) -> None:
-    from pipeline import evaluate
+    """Print quality against the demo world's ground truth, and record it in report.json."""
+    import json
 
-    print(evaluate.format_evaluation(evaluate.evaluate(output_dir)))
+    from pipeline import evaluate, storage
+    from pipeline.report import REPORT_JSON
+
+    result = {"evaluation": evaluate.evaluate(output_dir)}
+    print(evaluate.format_evaluation(result["evaluation"]))
     if ablation:
-        print(evaluate.format_ablation(evaluate.ablation(output_dir)))
+        result["ablation"] = evaluate.ablation(output_dir)
+        print(evaluate.format_ablation(result["ablation"]))
+    path = storage.join(output_dir, REPORT_JSON)
+    report = {**json.loads(storage.read_bytes(path)), **result}
+    storage.write_bytes(path, (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode(), output_dir)
 
 
 def _demo_data(args) -> int:
