@@ -202,6 +202,7 @@ def _print_evaluation(output_dir: str, ablation: bool = False) -> None:
     path = storage.join(output_dir, REPORT_JSON)
     report = {**json.loads(storage.read_bytes(path)), **result}
     storage.write_bytes(path, (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode(), output_dir)
+    storage.remove_temp_dir(output_dir)
 
 
 def _demo_data(args) -> int:
