@@ -178,7 +178,14 @@ def load_config(
     for key, value in cli.items():
         if value is not None:
             merged[key] = value
-    return _build(RunConfig, merged, source, "")
+    try:
+        return _build(RunConfig, merged, source, "")
+    except ConfigError as exc:
+        # A problem in a value given with --set is the command line's, not the file's.
+        key = str(exc)[len(source) + 2 :].split(":", 1)[0]
+        if any(key == item.split("=", 1)[0] for item in overrides):
+            raise ConfigError(f"--set {str(exc)[len(source) + 2 :]}") from None
+        raise
 
 
 def _default_config_file() -> Path:
