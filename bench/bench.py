@@ -4,6 +4,7 @@ with worker processes. Prints figures; asserts nothing (goals are judged from th
     python -m bench.bench throughput --captioner DIR --itm DIR [--images 32 --num-captions 2 --max-length 16]
     python -m bench.bench memory       # peak RSS, 2 shards vs 8 shards of the same size (demo models)
     python -m bench.bench workers      # 1 vs 2 worker processes on the demo
+    python -m bench.bench precision --captioner DIR --itm DIR   # bfloat16 vs float32: speed and score drift
 """
 
 from __future__ import annotations
@@ -121,6 +122,32 @@ def workers(args) -> None:
     print(f"2 workers / 1 worker throughput: {times[1] / times[2]:.3f}")
 
 
+def precision(args) -> None:
+    """How much faster bfloat16 is than float32 on this machine, and how far the ITM scores move."""
+    from models.captioner import Captioner
+    from models.itm import ItmScorer
+
+    rng = random.Random(0)
+    pictures = [Image.open(io.BytesIO(photo(rng))).convert("RGB") for _ in range(args.images)]
+    texts = [[f"a photo of a red cat number {i}", "a picture of a dog", "blue"] for i in range(args.images)]
+    results = {}
+    for dtype in ("float32", "bfloat16"):
+        scorer = ItmScorer.from_pretrained(args.itm, dtype=dtype, batch_size=24)
+        captioner = Captioner.from_pretrained(args.captioner, dtype=dtype, num_captions=2, min_length=16,
+                                              max_length=16)
+        started = time.monotonic()
+        scores = scorer.score(pictures, texts)
+        itm_s = time.monotonic() - started
+        started = time.monotonic()
+        captioner.caption(pictures[:8], seed=0)
+        caption_s = time.monotonic() - started
+        results[dtype] = [s for row in scores for s in row]
+        print(f"{dtype}: ITM {args.images} images x 3 captions {itm_s:.1f} s; captioning 8 images x 2 {caption_s:.1f} s",
+              flush=True)
+    drift = [abs(a - b) for a, b in zip(results["float32"], results["bfloat16"])]
+    print(f"bfloat16 vs float32 ITM score: mean |diff| {sum(drift) / len(drift):.4f}, max |diff| {max(drift):.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -140,9 +167,13 @@ def main() -> None:
     w = commands.add_parser("workers")
     w.add_argument("--shards", type=int, default=8)
     w.add_argument("--per-shard", type=int, default=256)
+    p = commands.add_parser("precision")
+    p.add_argument("--captioner", required=True)
+    p.add_argument("--itm", required=True)
+    p.add_argument("--images", type=int, default=16)
     args = parser.parse_args()
     started = time.monotonic()
-    {"throughput": throughput, "memory": memory, "workers": workers}[args.command](args)
+    {"throughput": throughput, "memory": memory, "workers": workers, "precision": precision}[args.command](args)
     print(f"(benchmark took {time.monotonic() - started:.0f} s)")
 
 
