@@ -37,8 +37,13 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    captioner = Captioner.from_pretrained(args.captioner, dtype=args.dtype, num_captions=args.num_captions,
-                                          min_length=args.min_length, max_length=args.max_length)
+    captioner = Captioner.from_pretrained(
+        args.captioner,
+        dtype=args.dtype,
+        num_captions=args.num_captions,
+        min_length=args.min_length,
+        max_length=args.max_length,
+    )
     scorer = ItmScorer.from_pretrained(args.itm, dtype=args.dtype, batch_size=args.batch_size * (args.num_captions + 1))
     images = 0
     for path in sorted(glob.glob(args.input)):

@@ -1,6 +1,6 @@
 """BLIP-base-shaped checkpoints with random weights: the compute of Salesforce's base models, offline.
 
-    python -m bench.base_models --output /tmp/blip-base-random
+python -m bench.base_models --output /tmp/blip-base-random
 """
 
 from __future__ import annotations
@@ -20,8 +20,13 @@ def save_base_shaped(directory: Path, image_size: int = 384) -> tuple[Path, Path
     words = "a picture of photo cat dog red blue".split() + [f"w{i}" for i in range(30524 - 14)]
     tokenizer = build_tokenizer(words)
     tokenizer.model_max_length = 512
-    text = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                sep_token_id=tokenizer.sep_token_id, eos_token_id=tokenizer.sep_token_id)
+    text = dict(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        sep_token_id=tokenizer.sep_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+    )
     config = BlipConfig(text_config=text, vision_config=dict(image_size=image_size))
     processor = build_processor(tokenizer, image_size)
     paths = []

@@ -76,25 +76,52 @@ def throughput(args) -> None:
     work = Path(tempfile.mkdtemp(prefix="capfilt-bench-"))
     pattern = write_shards(work / "in", args.shards, args.images // args.shards)
     threads = args.threads or os.cpu_count()
-    sets = [f"captioner.model={args.captioner}", f"filter.model={args.itm}", f"captioner.num_captions={args.num_captions}",
-            f"captioner.min_length={args.max_length}", f"captioner.max_length={args.max_length}",
-            f"captioner.batch_size={args.batch_size}", f"filter.batch_size={args.batch_size * (args.num_captions + 1)}",
-            "filter.threshold=0", f"runtime.threads={threads}", f"runtime.dtype={args.dtype}"]
-    bare = [sys.executable, "-m", "bench.bare_loop", "--input", pattern, "--captioner", args.captioner, "--itm", args.itm,
-            f"--num-captions={args.num_captions}", f"--max-length={args.max_length}", f"--min-length={args.max_length}",
-            f"--batch-size={args.batch_size}", f"--threads={threads}", f"--dtype={args.dtype}"]
+    sets = [
+        f"captioner.model={args.captioner}",
+        f"filter.model={args.itm}",
+        f"captioner.num_captions={args.num_captions}",
+        f"captioner.min_length={args.max_length}",
+        f"captioner.max_length={args.max_length}",
+        f"captioner.batch_size={args.batch_size}",
+        f"filter.batch_size={args.batch_size * (args.num_captions + 1)}",
+        "filter.threshold=0",
+        f"runtime.threads={threads}",
+        f"runtime.dtype={args.dtype}",
+    ]
+    bare = [
+        sys.executable,
+        "-m",
+        "bench.bare_loop",
+        "--input",
+        pattern,
+        "--captioner",
+        args.captioner,
+        "--itm",
+        args.itm,
+        f"--num-captions={args.num_captions}",
+        f"--max-length={args.max_length}",
+        f"--min-length={args.max_length}",
+        f"--batch-size={args.batch_size}",
+        f"--threads={threads}",
+        f"--dtype={args.dtype}",
+    ]
     rows = []
     for round_ in range(args.repeat):
         bare_s, bare_rss, _ = measured(bare)
         pipe_s, pipe_rss, _ = measured(pipeline_command(pattern, work / "out", sets))
         rows.append((bare_s, pipe_s, bare_rss, pipe_rss))
-        print(f"round {round_ + 1}: bare {args.images / bare_s:.3f} img/s ({bare_s:.1f} s, {bare_rss:.0f} MiB) | "
-              f"pipeline {args.images / pipe_s:.3f} img/s ({pipe_s:.1f} s, {pipe_rss:.0f} MiB) | "
-              f"ratio {bare_s / pipe_s:.3f}", flush=True)
+        print(
+            f"round {round_ + 1}: bare {args.images / bare_s:.3f} img/s ({bare_s:.1f} s, {bare_rss:.0f} MiB) | "
+            f"pipeline {args.images / pipe_s:.3f} img/s ({pipe_s:.1f} s, {pipe_rss:.0f} MiB) | "
+            f"ratio {bare_s / pipe_s:.3f}",
+            flush=True,
+        )
     bare_s, pipe_s = min(r[0] for r in rows), min(r[1] for r in rows)
-    print(f"best: bare {args.images / bare_s:.3f} img/s, pipeline {args.images / pipe_s:.3f} img/s, "
-          f"pipeline/bare throughput {bare_s / pipe_s:.3f}; peak RSS bare {max(r[2] for r in rows):.0f} MiB, "
-          f"pipeline {max(r[3] for r in rows):.0f} MiB")
+    print(
+        f"best: bare {args.images / bare_s:.3f} img/s, pipeline {args.images / pipe_s:.3f} img/s, "
+        f"pipeline/bare throughput {bare_s / pipe_s:.3f}; peak RSS bare {max(r[2] for r in rows):.0f} MiB, "
+        f"pipeline {max(r[3] for r in rows):.0f} MiB"
+    )
 
 
 def memory(args) -> None:
@@ -105,8 +132,12 @@ def memory(args) -> None:
         pattern = write_shards(work / f"in{shards}", shards, args.per_shard)
         seconds, rss, _ = measured(pipeline_command(pattern, work / f"out{shards}", sets))
         figures[shards] = rss
-        print(f"{shards} shards x {args.per_shard} images: {seconds:.1f} s, {shards * args.per_shard / seconds:.1f} img/s, "
-              f"peak RSS {rss:.0f} MiB", flush=True)
+        images = shards * args.per_shard
+        print(
+            f"{shards} shards x {args.per_shard} images: {seconds:.1f} s, {images / seconds:.1f} img/s, "
+            f"peak RSS {rss:.0f} MiB",
+            flush=True,
+        )
     print(f"peak RSS 8 shards / 2 shards: {figures[8] / figures[2]:.3f}")
 
 
@@ -118,7 +149,10 @@ def workers(args) -> None:
         beam = [f"--direct_num_workers={count}", "--direct_running_mode=multi_processing"] if count > 1 else []
         seconds, _, _ = measured(pipeline_command(pattern, work / f"out{count}", ["runtime.threads=0"], beam))
         times[count] = seconds
-        print(f"{count} worker process(es): {seconds:.1f} s, {args.shards * args.per_shard / seconds:.1f} img/s", flush=True)
+        print(
+            f"{count} worker process(es): {seconds:.1f} s, {args.shards * args.per_shard / seconds:.1f} img/s",
+            flush=True,
+        )
     print(f"2 workers / 1 worker throughput: {times[1] / times[2]:.3f}")
 
 
@@ -133,8 +167,7 @@ def precision(args) -> None:
     results = {}
     for dtype in ("float32", "bfloat16"):
         scorer = ItmScorer.from_pretrained(args.itm, dtype=dtype, batch_size=24)
-        captioner = Captioner.from_pretrained(args.captioner, dtype=dtype, num_captions=2, min_length=16,
-                                              max_length=16)
+        captioner = Captioner.from_pretrained(args.captioner, dtype=dtype, num_captions=2, min_length=16, max_length=16)
         started = time.monotonic()
         scores = scorer.score(pictures, texts)
         itm_s = time.monotonic() - started
@@ -142,8 +175,10 @@ def precision(args) -> None:
         captioner.caption(pictures[:8], seed=0)
         caption_s = time.monotonic() - started
         results[dtype] = [s for row in scores for s in row]
-        print(f"{dtype}: ITM {args.images} images x 3 captions {itm_s:.1f} s; captioning 8 images x 2 {caption_s:.1f} s",
-              flush=True)
+        print(
+            f"{dtype}: ITM {args.images} images x 3 captions {itm_s:.1f} s; captioning 8 images x 2 {caption_s:.1f} s",
+            flush=True,
+        )
     drift = [abs(a - b) for a, b in zip(results["float32"], results["bfloat16"])]
     print(f"bfloat16 vs float32 ITM score: mean |diff| {sum(drift) / len(drift):.4f}, max |diff| {max(drift):.4f}")
 

@@ -21,8 +21,17 @@ class Captioner:
         max_length: most generated tokens, prompt excluded.
     """
 
-    def __init__(self, model, processor, device="cpu", prompt="a picture of ", num_captions=3, top_p=0.9,
-                 min_length=5, max_length=20):
+    def __init__(
+        self,
+        model,
+        processor,
+        device="cpu",
+        prompt="a picture of ",
+        num_captions=3,
+        top_p=0.9,
+        min_length=5,
+        max_length=20,
+    ):
         self.model, self.processor, self.device = model, processor, device
         self.prompt = prompt.strip()
         self.num_captions, self.top_p = num_captions, top_p

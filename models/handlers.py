@@ -37,8 +37,16 @@ class CaptionerModelHandler(_BlipHandler):
         **options: the Captioner's sampling options (prompt, num_captions, top_p, min_length, max_length).
     """
 
-    def __init__(self, model: str, seed: int = 0, batch_size: int = 16, device: str = "auto",
-                 dtype: str = "float32", trust_remote_code: bool = False, **options):
+    def __init__(
+        self,
+        model: str,
+        seed: int = 0,
+        batch_size: int = 16,
+        device: str = "auto",
+        dtype: str = "float32",
+        trust_remote_code: bool = False,
+        **options,
+    ):
         super().__init__(model, batch_size, device, dtype, trust_remote_code, **options)
         self._seed = seed
 
@@ -47,7 +55,7 @@ class CaptionerModelHandler(_BlipHandler):
 
     def run_inference(self, batch: Sequence, model: Captioner, inference_args=None) -> Iterable[PredictionResult]:
         captions = model.caption(list(batch), seed=self._seed)
-        return [PredictionResult(image, texts, self._model) for image, texts in zip(batch, captions)]
+        return [PredictionResult(image, texts, self._model) for image, texts in zip(batch, captions, strict=True)]
 
     def get_metrics_namespace(self) -> str:
         return "capfilt_captioner"
@@ -63,8 +71,15 @@ class ItmModelHandler(_BlipHandler):
         **options: the ItmScorer's options (batch_size of pairs, max_text_tokens).
     """
 
-    def __init__(self, model: str, batch_size: int = 32, device: str = "auto", dtype: str = "float32",
-                 trust_remote_code: bool = False, **options):
+    def __init__(
+        self,
+        model: str,
+        batch_size: int = 32,
+        device: str = "auto",
+        dtype: str = "float32",
+        trust_remote_code: bool = False,
+        **options,
+    ):
         super().__init__(model, batch_size, device, dtype, trust_remote_code, **options)
 
     def load_model(self) -> ItmScorer:
@@ -72,7 +87,7 @@ class ItmModelHandler(_BlipHandler):
 
     def run_inference(self, batch: Sequence, model: ItmScorer, inference_args=None) -> Iterable[PredictionResult]:
         scores = model.score([image for image, _ in batch], [list(texts) for _, texts in batch])
-        return [PredictionResult(example, s, self._model) for example, s in zip(batch, scores)]
+        return [PredictionResult(example, s, self._model) for example, s in zip(batch, scores, strict=True)]
 
     def get_metrics_namespace(self) -> str:
         return "capfilt_itm"

@@ -19,7 +19,7 @@ def caption_batch(batch: list[Sample], captioner, seed: int) -> None:
     live = [s for s in batch if s.live]
     if not live:
         return
-    for sample, captions in zip(live, captioner.caption([s.image for s in live], seed=seed)):
+    for sample, captions in zip(live, captioner.caption([s.image for s in live], seed=seed), strict=True):
         sample.synthetic = [c for c in captions if c]
 
 
@@ -28,7 +28,7 @@ def score_batch(batch: list[Sample], scorer) -> None:
     if not live:
         return
     candidates = [([s.web_text] if s.web_text else []) + s.synthetic for s in live]
-    for sample, scores in zip(live, scorer.score([s.image for s in live], candidates)):
+    for sample, scores in zip(live, scorer.score([s.image for s in live], candidates), strict=True):
         if sample.web_text:
             sample.web_score, scores = scores[0], scores[1:]
         sample.synthetic_scores = list(scores)
@@ -39,7 +39,7 @@ def decide(sample: Sample, policy: str, threshold: float, web_margin: float) -> 
     if not sample.live:
         return
     web = Candidate(sample.web_text, sample.web_score, "web") if sample.web_text else None
-    synthetic = [Candidate(t, s, "synthetic") for t, s in zip(sample.synthetic, sample.synthetic_scores)]
+    synthetic = [Candidate(t, s, "synthetic") for t, s in zip(sample.synthetic, sample.synthetic_scores, strict=True)]
     sample.decision = select(web, synthetic, policy, threshold, web_margin)
     if sample.decision.chosen is None:
         sample.drop(sample.decision.reason)

@@ -35,12 +35,18 @@ def load_models(config: RunConfig, threads: int) -> LoadedModels:
 
     if threads:
         torch.set_num_threads(threads)
-    runtime = dict(device=config.runtime.device, dtype=config.runtime.dtype,
-                   trust_remote_code=config.runtime.trust_remote_code)
+    runtime = dict(
+        device=config.runtime.device, dtype=config.runtime.dtype, trust_remote_code=config.runtime.trust_remote_code
+    )
     c, f = config.captioner, config.filter
     captioner = Captioner.from_pretrained(
-        c.model, **runtime, prompt=c.prompt, num_captions=c.num_captions, top_p=c.top_p,
-        min_length=c.min_length, max_length=c.max_length,
+        c.model,
+        **runtime,
+        prompt=c.prompt,
+        num_captions=c.num_captions,
+        top_p=c.top_p,
+        min_length=c.min_length,
+        max_length=c.max_length,
     )
     scorer = ItmScorer.from_pretrained(f.model, **runtime, batch_size=f.batch_size, max_text_tokens=f.max_text_tokens)
     return LoadedModels(captioner, scorer)
@@ -60,8 +66,9 @@ class CleanShardFn(beam.DoFn):
         total_shards: shards in the run, for the progress line's ETA.
     """
 
-    def __init__(self, config: RunConfig, output_dir: str, overwrite: bool = False, threads: int = 0,
-                 total_shards: int = 0):
+    def __init__(
+        self, config: RunConfig, output_dir: str, overwrite: bool = False, threads: int = 0, total_shards: int = 0
+    ):
         self.config, self.output_dir, self.overwrite, self.threads = config, output_dir, overwrite, threads
         self.total_shards = total_shards
         self._run_id = uuid.uuid4().hex  # set at construction, so it travels with the pickled DoFn

@@ -150,7 +150,9 @@ def _check_beam_args(config: RunConfig, beam_args: list[str]) -> None:
     runners = [a.split("=", 1)[1] for a in [*config.beam_args(), *beam_args] if a.startswith("--runner=")]
     runner = runners[-1] if runners else config.runner
     if "." not in runner and runner not in StandardOptions.KNOWN_RUNNER_NAMES:
-        raise ConfigError(f"runner {runner!r} is not a Beam runner (known: {', '.join(StandardOptions.KNOWN_RUNNER_NAMES)})")
+        raise ConfigError(
+            f"runner {runner!r} is not a Beam runner (known: {', '.join(StandardOptions.KNOWN_RUNNER_NAMES)})"
+        )
 
 
 def _make_demo_input(config: RunConfig) -> str:
@@ -172,10 +174,15 @@ def _summarise(config: RunConfig, output_dir: str, strict: bool, evaluate: bool)
     report = json.loads(storage.read_bytes(storage.join(output_dir, REPORT_JSON)))
     t = report["totals"]
     dropped = ", ".join(f"{k} {v}" for k, v in t["dropped"].items()) or "none"
-    print(f"capfilt: {t['input']} samples in, {t['kept']} kept ({t['kept_web']} web caption, "
-          f"{t['kept_synthetic']} synthetic), dropped: {dropped}", file=sys.stderr)
+    print(
+        f"capfilt: {t['input']} samples in, {t['kept']} kept ({t['kept_web']} web caption, "
+        f"{t['kept_synthetic']} synthetic), dropped: {dropped}",
+        file=sys.stderr,
+    )
     if t["failed_shards"]:
-        print(f"capfilt: {len(t['failed_shards'])} shard(s) unreadable: {', '.join(t['failed_shards'])}", file=sys.stderr)
+        print(
+            f"capfilt: {len(t['failed_shards'])} shard(s) unreadable: {', '.join(t['failed_shards'])}", file=sys.stderr
+        )
     print(f"capfilt: output in {output_dir}/, report in {storage.join(output_dir, 'report.html')}", file=sys.stderr)
     if evaluate:  # the demo world carries ground truth; other input does not
         _print_evaluation(output_dir)

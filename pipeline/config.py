@@ -72,7 +72,10 @@ class DecodeConfig:
     max_member_bytes: int = 64 << 20
 
     def check(self) -> list[tuple[str, str]]:
-        return [*_range("max_pixels", self.max_pixels, 1, 10**10), *_range("max_member_bytes", self.max_member_bytes, 1, 1 << 34)]
+        return [
+            *_range("max_pixels", self.max_pixels, 1, 10**10),
+            *_range("max_member_bytes", self.max_member_bytes, 1, 1 << 34),
+        ]
 
 
 @dataclass(frozen=True)

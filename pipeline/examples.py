@@ -50,7 +50,9 @@ class ExamplePicker:
             "caption": chosen.text if chosen else None,
             "source": chosen.source if chosen else None,
             "web": {"text": (sample.web_text or "")[:300] or None, "score": sample.web_score},
-            "synthetic": [{"text": t, "score": s} for t, s in zip(sample.synthetic, sample.synthetic_scores)],
+            "synthetic": [
+                {"text": t, "score": s} for t, s in zip(sample.synthetic, sample.synthetic_scores, strict=True)
+            ],
             "thumbnail": self._thumbnail(sample),
         }
 

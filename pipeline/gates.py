@@ -12,8 +12,13 @@ from pipeline.report import REPORT_JSON
 def add_gate_arguments(parser) -> None:
     parser.add_argument("--min-kept-fraction", type=float, help="kept / input at least this")
     parser.add_argument("--max-failed-shards", type=int, help="at most this many unreadable shards")
-    parser.add_argument("--max-dropped-fraction", action="append", default=[], metavar="REASON=F",
-                        help="samples dropped for REASON / input at most F (repeatable)")
+    parser.add_argument(
+        "--max-dropped-fraction",
+        action="append",
+        default=[],
+        metavar="REASON=F",
+        help="samples dropped for REASON / input at most F (repeatable)",
+    )
     parser.add_argument("--min-accuracy", type=float, help="demo world only: correct kept captions / kept")
 
 

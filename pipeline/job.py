@@ -40,8 +40,9 @@ def build(p: beam.Pipeline, config: RunConfig, shards: list[str], output_dir: st
     return stats
 
 
-def run(config: RunConfig, shards: list[str], output_dir: str, overwrite: bool = False,
-        beam_args: list[str] = ()) -> None:
+def run(
+    config: RunConfig, shards: list[str], output_dir: str, overwrite: bool = False, beam_args: list[str] = ()
+) -> None:
     """Run the pipeline to completion with the config's runner and options, then ``beam_args``."""
     options = PipelineOptions([*config.beam_args(), *beam_args])
     threads = torch_threads(config, options)

@@ -43,9 +43,11 @@ class Progress:
             elapsed = time.monotonic() - self.started
             remaining = max(self.total - self.done, 0) * elapsed / self.done
         status = " FAILED: not a tar archive" if stats.failed_shards else ""
-        return (f"shard {name}: {stats.input} samples, {stats.kept} kept, {stats.input / max(seconds, 1e-9):.1f}"
-                f" samples/s{status} | {self.done}/{self.total} shards, {self.samples} samples, {self.kept} kept,"
-                f" ETA {_clock(remaining)}")
+        return (
+            f"shard {name}: {stats.input} samples, {stats.kept} kept, {stats.input / max(seconds, 1e-9):.1f}"
+            f" samples/s{status} | {self.done}/{self.total} shards, {self.samples} samples, {self.kept} kept,"
+            f" ETA {_clock(remaining)}"
+        )
 
 
 def _clock(seconds: float) -> str:

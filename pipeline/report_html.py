@@ -86,8 +86,10 @@ def _bar_rows(rows: list[tuple[str, int, str]], total: int) -> str:
 
 
 def _reasons(t: dict) -> str:
-    rows = [("kept: web caption", t["kept_web"], WEB_COLOUR), ("kept: synthetic caption", t["kept_synthetic"],
-                                                                 SYNTHETIC_COLOUR)]
+    rows = [
+        ("kept: web caption", t["kept_web"], WEB_COLOUR),
+        ("kept: synthetic caption", t["kept_synthetic"], SYNTHETIC_COLOUR),
+    ]
     rows += [(f"dropped: {reason}", n, DROP_COLOUR) for reason, n in sorted(t["dropped"].items(), key=lambda r: -r[1])]
     notes = "".join(f"<tr><td>{escape(k)}</td><td>{v}</td></tr>" for k, v in sorted(t["sample_errors"].items()))
     table = f"<p class='muted'>Notes on samples (kept or not):</p><table>{notes}</table>" if notes else ""
@@ -100,14 +102,18 @@ def _histogram(h: dict) -> str:
     top = max(h["web"] + h["synthetic"] + [1])
     plot_w, plot_h = width - left - 10, height - bottom - 10
     step = plot_w / bins
-    svg = [f"<svg width='{width}' height='{height}' role='img' aria-label='ITM score histograms'>",
-           f"<line x1='{left}' y1='{10 + plot_h}' x2='{left + plot_w}' y2='{10 + plot_h}' stroke='#999'/>"]
+    svg = [
+        f"<svg width='{width}' height='{height}' role='img' aria-label='ITM score histograms'>",
+        f"<line x1='{left}' y1='{10 + plot_h}' x2='{left + plot_w}' y2='{10 + plot_h}' stroke='#999'/>",
+    ]
     for i in range(bins):
         for offset, counts, colour in ((0.05, h["web"], WEB_COLOUR), (0.5, h["synthetic"], SYNTHETIC_COLOUR)):
             bar = plot_h * counts[i] / top
             x = left + i * step + offset * step
-            svg.append(f"<rect x='{x:.1f}' y='{10 + plot_h - bar:.1f}' width='{step * 0.45:.1f}' height='{bar:.1f}' "
-                       f"fill='{colour}'><title>{counts[i]}</title></rect>")
+            svg.append(
+                f"<rect x='{x:.1f}' y='{10 + plot_h - bar:.1f}' width='{step * 0.45:.1f}' height='{bar:.1f}' "
+                f"fill='{colour}'><title>{counts[i]}</title></rect>"
+            )
     for tick in range(0, 11, 2):
         x = left + plot_w * tick / 10
         svg.append(f"<text x='{x:.1f}' y='{height - 10}' font-size='11' text-anchor='middle'>{tick / 10:.1f}</text>")
@@ -117,8 +123,10 @@ def _histogram(h: dict) -> str:
         svg.append(f"<line x1='{x:.1f}' y1='6' x2='{x:.1f}' y2='{10 + plot_h}' stroke='#111' stroke-dasharray='5,4'/>")
         svg.append(f"<text x='{x + 4:.1f}' y='16' font-size='11'>threshold {h['threshold']}</text>")
     svg.append("</svg>")
-    legend = (f"<div class='legend muted'><i style='background:{WEB_COLOUR}'></i>web captions"
-              f"<i style='background:{SYNTHETIC_COLOUR}'></i>synthetic captions</div>")
+    legend = (
+        f"<div class='legend muted'><i style='background:{WEB_COLOUR}'></i>web captions"
+        f"<i style='background:{SYNTHETIC_COLOUR}'></i>synthetic captions</div>"
+    )
     return f"<section><h2>ITM scores</h2>{''.join(svg)}{legend}</section>"
 
 
@@ -131,20 +139,29 @@ def _examples(title: str, examples: list[dict]) -> str:
         return f"<section><h2>{title}</h2><p class='muted'>None.</p></section>"
     cards = []
     for e in examples:
-        image = (f"<img alt='{escape(e['key'])}' src='{e['thumbnail']}'>" if e.get("thumbnail")
-                 else "<div class='noimg'>no image</div>")
+        image = (
+            f"<img alt='{escape(e['key'])}' src='{e['thumbnail']}'>"
+            if e.get("thumbnail")
+            else "<div class='noimg'>no image</div>"
+        )
         kept = e["status"] == "kept"
         badge = f"<span class='badge {'kept' if kept else 'dropped'}'>{escape(e['status'])}</span>"
         items = []
         web = e.get("web") or {}
         chosen_web = kept and e.get("source") == "web"
-        items.append(f"<li class='{'chosen' if chosen_web else ''}'>web: {escape(web.get('text') or '(none)')} "
-                     f"<span class='muted'>{_score(web.get('score'))}</span></li>")
+        items.append(
+            f"<li class='{'chosen' if chosen_web else ''}'>web: {escape(web.get('text') or '(none)')} "
+            f"<span class='muted'>{_score(web.get('score'))}</span></li>"
+        )
         for s in e.get("synthetic") or []:
             chosen = kept and e.get("source") == "synthetic" and s["text"] == e.get("caption")
-            items.append(f"<li class='{'chosen' if chosen else ''}'>synthetic: {escape(s['text'])} "
-                         f"<span class='muted'>{_score(s['score'])}</span></li>")
+            items.append(
+                f"<li class='{'chosen' if chosen else ''}'>synthetic: {escape(s['text'])} "
+                f"<span class='muted'>{_score(s['score'])}</span></li>"
+            )
         error = f"<div class='muted'>{escape(e['error'])}</div>" if e.get("error") else ""
-        cards.append(f"<div class='ex'>{image}<div>{badge} <span class='muted'>{escape(e['shard'])}/"
-                     f"{escape(e['key'])}</span><ul>{''.join(items)}</ul>{error}</div></div>")
+        cards.append(
+            f"<div class='ex'>{image}<div>{badge} <span class='muted'>{escape(e['shard'])}/"
+            f"{escape(e['key'])}</span><ul>{''.join(items)}</ul>{error}</div></div>"
+        )
     return f"<section><h2>{title}</h2><div class='grid'>{''.join(cards)}</div></section>"

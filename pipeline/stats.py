@@ -64,8 +64,8 @@ class Stats:
             kept_synthetic=self.kept_synthetic + other.kept_synthetic,
             dropped=dict(sorted((Counter(self.dropped) + Counter(other.dropped)).items())),
             errors=dict(sorted((Counter(self.errors) + Counter(other.errors)).items())),
-            web_scores=[a + b for a, b in zip(self.web_scores, other.web_scores)],
-            synthetic_scores=[a + b for a, b in zip(self.synthetic_scores, other.synthetic_scores)],
+            web_scores=[a + b for a, b in zip(self.web_scores, other.web_scores, strict=True)],
+            synthetic_scores=[a + b for a, b in zip(self.synthetic_scores, other.synthetic_scores, strict=True)],
             seconds=self.seconds + other.seconds,
             examples=_first_examples(self.examples + other.examples),
         )

@@ -47,7 +47,9 @@ def capfilt_record(sample: Sample, policy: str) -> dict:
         "source": decision.chosen.source,
         "score": round(decision.chosen.score, 6),
         "web": {"text": sample.web_text, "score": _round(sample.web_score)},
-        "synthetic": [{"text": t, "score": round(s, 6)} for t, s in zip(sample.synthetic, sample.synthetic_scores)],
+        "synthetic": [
+            {"text": t, "score": round(s, 6)} for t, s in zip(sample.synthetic, sample.synthetic_scores, strict=True)
+        ],
         "policy": policy,
     }
     if policy == "all":

@@ -75,8 +75,12 @@ def broken() -> dict:
     return {
         "random_bytes": ("jpg", random.Random(1).randbytes(3000), "undecodable_image", "cannot identify"),
         "zero_bytes": ("jpg", b"", "undecodable_image", "cannot identify"),
-        "html_page": ("jpg", b"<!DOCTYPE html><html><body>404 Not Found</body></html>", "undecodable_image",
-                      "cannot identify"),
+        "html_page": (
+            "jpg",
+            b"<!DOCTYPE html><html><body>404 Not Found</body></html>",
+            "undecodable_image",
+            "cannot identify",
+        ),
         "jpeg_cut_short": ("jpg", jpeg[: len(jpeg) // 2], "undecodable_image", "truncated"),
         "pixel_bomb": ("png", png_header_only(100_000, 100_000), "image_too_large", "pixel limit"),
     }

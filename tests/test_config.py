@@ -30,8 +30,9 @@ def test_defaults_merge_into_each_pipeline(config_file):
 
 
 def test_set_overrides_with_dotted_keys_and_typed_values(config_file):
-    config = load_config("base", config_file, ["captioner.top_p=0.5", "filter.threshold=1", "seed=7",
-                                               "captioner.prompt="])
+    config = load_config(
+        "base", config_file, ["captioner.top_p=0.5", "filter.threshold=1", "seed=7", "captioner.prompt="]
+    )
     assert config.captioner.top_p == 0.5 and config.filter.threshold == 1.0 and config.seed == 7
     assert config.captioner.prompt == ""
 

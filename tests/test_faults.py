@@ -30,10 +30,31 @@ def many_shards(tmp_path_factory) -> Path:
 
 
 def argv(tiny_models, inp, out):
-    return [sys.executable, "-m", "pipeline", "run", "demo", "--input", str(inp / "*.tar"), "--output", str(out),
-            "--set", f"captioner.model={tiny_models[0]}", "--set", f"filter.model={tiny_models[1]}",
-            "--set", "captioner.min_length=2", "--set", "captioner.max_length=6", "--set", "captioner.batch_size=4",
-            "--set", "filter.threshold=0.5", "--set", "runtime.threads=1"]
+    return [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        "demo",
+        "--input",
+        str(inp / "*.tar"),
+        "--output",
+        str(out),
+        "--set",
+        f"captioner.model={tiny_models[0]}",
+        "--set",
+        f"filter.model={tiny_models[1]}",
+        "--set",
+        "captioner.min_length=2",
+        "--set",
+        "captioner.max_length=6",
+        "--set",
+        "captioner.batch_size=4",
+        "--set",
+        "filter.threshold=0.5",
+        "--set",
+        "runtime.threads=1",
+    ]
 
 
 def outputs(out: Path) -> dict[str, bytes]:
@@ -65,8 +86,9 @@ def test_sigkill_then_rerun_ends_identical(tiny_models, many_shards, tmp_path, k
     reference = tmp_path / "reference"
     subprocess.run(argv(tiny_models, many_shards, reference), check=True, cwd=ROOT, capture_output=True)
     out = tmp_path / "killed"
-    process = subprocess.Popen(argv(tiny_models, many_shards, out), cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        argv(tiny_models, many_shards, out), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     checked = 0
     try:
         while process.poll() is None:
@@ -90,6 +112,17 @@ def test_two_worker_processes_give_identical_output(tiny_models, many_shards, tm
     one, two = tmp_path / "one", tmp_path / "two"
     # Automatic threads: one process gets every core, two share them; the bytes must not care.
     assert run(tiny_models, many_shards, one, "--set", "runtime.threads=0") == 0
-    assert run(tiny_models, many_shards, two, "--set", "runtime.threads=0", "--", "--direct_num_workers=2",
-               "--direct_running_mode=multi_processing") == 0
+    assert (
+        run(
+            tiny_models,
+            many_shards,
+            two,
+            "--set",
+            "runtime.threads=0",
+            "--",
+            "--direct_num_workers=2",
+            "--direct_running_mode=multi_processing",
+        )
+        == 0
+    )
     assert outputs(one) == outputs(two)

@@ -44,18 +44,24 @@ def messy_members():
     members += [("no_image.txt", CAPTION), ("no_image.json", JSON)]
     members += [("dir.v1/sub.x/key.jpg", image), ("dir.v1/sub.x/key.txt", CAPTION)]
     members += [("../escape.jpg", image), ("../escape.txt", CAPTION), ("/abs/evil.jpg", image)]
-    expected.update({
-        "bad_json": ("invalid_json", "json member unreadable"),
-        "list_json": ("invalid_json", "not an object"),
-        "no_image": ("no_image", "no image member"),
-        "dir.v1/sub.x/key": ("kept", ""),
-        "../escape": ("unsafe_path", "leaves the archive"),
-        "/abs/evil": ("unsafe_path", "leaves the archive"),
-        "symlink": ("no_image", "link_member_ignored"),
-        "hardlink": ("no_image", "link_member_ignored"),
-    })
-    links = [("symlink.jpg", tarfile.SYMTYPE, "/etc/passwd"), ("symlink.txt", None, CAPTION),
-             ("hardlink.jpg", tarfile.LNKTYPE, "jpeg_baseline.jpg"), ("folder", tarfile.DIRTYPE, "")]
+    expected.update(
+        {
+            "bad_json": ("invalid_json", "json member unreadable"),
+            "list_json": ("invalid_json", "not an object"),
+            "no_image": ("no_image", "no image member"),
+            "dir.v1/sub.x/key": ("kept", ""),
+            "../escape": ("unsafe_path", "leaves the archive"),
+            "/abs/evil": ("unsafe_path", "leaves the archive"),
+            "symlink": ("no_image", "link_member_ignored"),
+            "hardlink": ("no_image", "link_member_ignored"),
+        }
+    )
+    links = [
+        ("symlink.jpg", tarfile.SYMTYPE, "/etc/passwd"),
+        ("symlink.txt", None, CAPTION),
+        ("hardlink.jpg", tarfile.LNKTYPE, "jpeg_baseline.jpg"),
+        ("folder", tarfile.DIRTYPE, ""),
+    ]
     return members, links, expected
 
 
@@ -84,8 +90,11 @@ def messy_run(tiny_models, tmp_path_factory):
     write_tar(inp / "plain", ordinary)
     (inp / "00001.tar.gz").write_bytes(gzip.compress((inp / "plain").read_bytes(), mtime=0))
     (inp / "plain").unlink()
-    body = [(f"t{i}.{ext}", encode(picture((64, 64)), "BMP") if ext == "bmp" else CAPTION)
-            for i in range(4) for ext in ("bmp", "txt")]
+    body = [
+        (f"t{i}.{ext}", encode(picture((64, 64)), "BMP") if ext == "bmp" else CAPTION)
+        for i in range(4)
+        for ext in ("bmp", "txt")
+    ]
     write_tar(inp / "00002.tar", body)
     data = (inp / "00002.tar").read_bytes()
     (inp / "00002.tar").write_bytes(data[: int(len(data) * 0.6)])

@@ -63,6 +63,9 @@ def test_model_handlers_run_in_run_inference(tiny_models):
         captions = images | "Caption" >> RunInference(captioner) | "Count" >> beam.Map(lambda r: len(r.inference))
         assert_that(captions, equal_to([2, 2]), label="TwoCaptionsEach")
         pairs = images | beam.Map(lambda im: (im, ["a red square", "blue"]))
-        scores = pairs | "Score" >> RunInference(scorer) | beam.Map(lambda r: all(0 <= s <= 1 for s in r.inference)
-                                                                      and len(r.inference) == 2)
+        scores = (
+            pairs
+            | "Score" >> RunInference(scorer)
+            | beam.Map(lambda r: all(0 <= s <= 1 for s in r.inference) and len(r.inference) == 2)
+        )
         assert_that(scores, equal_to([True, True]), label="ScoresAreProbabilities")

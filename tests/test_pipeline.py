@@ -1,6 +1,5 @@
 """The real entry point over tiny shards and tiny BLIP models on Beam's FnApiRunner, checked against the contract."""
 
-import io
 import json
 import tarfile
 from pathlib import Path
@@ -15,7 +14,7 @@ from pipeline import job
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.reader import match_shards
-from tests.conftest import image_bytes, sample_members, write_shard
+from tests.conftest import sample_members, write_shard
 
 
 @pytest.fixture
@@ -32,11 +31,30 @@ def messy(tmp_path) -> Path:
 
 
 def run(tiny_models, inp, out, *extra, pattern="*.tar"):
-    argv = ["run", "demo", "--input", str(inp / pattern), "--output", str(out),
-            "--set", f"captioner.model={tiny_models[0]}", "--set", f"filter.model={tiny_models[1]}",
-            "--set", "captioner.min_length=2", "--set", "captioner.max_length=5", "--set", "captioner.batch_size=4",
-            # Random weights score everything near 0.5: threshold 0 keeps all unless a test says otherwise.
-            "--set", "filter.threshold=0", "--set", "runtime.threads=1", *extra]
+    argv = [
+        "run",
+        "demo",
+        "--input",
+        str(inp / pattern),
+        "--output",
+        str(out),
+        "--set",
+        f"captioner.model={tiny_models[0]}",
+        "--set",
+        f"filter.model={tiny_models[1]}",
+        "--set",
+        "captioner.min_length=2",
+        "--set",
+        "captioner.max_length=5",
+        "--set",
+        "captioner.batch_size=4",
+        # Random weights score everything near 0.5: threshold 0 keeps all unless a test says otherwise.
+        "--set",
+        "filter.threshold=0",
+        "--set",
+        "runtime.threads=1",
+        *extra,
+    ]
     return main(argv)
 
 
@@ -105,8 +123,18 @@ def test_threshold_and_policies_decide_what_is_kept(tiny_models, shards, tmp_pat
     assert run(tiny_models, shards, tmp_path / "strict", "--set", "filter.threshold=0.99") == 0
     assert {r["status"] for r in rows(tmp_path / "strict")} == {"below_threshold"}
     assert not [m for m in tarfile.open(tmp_path / "strict" / "00000.tar")]
-    assert run(tiny_models, shards, tmp_path / "annotate", "--set", "filter.threshold=0.99",
-               "--set", "filter.policy=score_only") == 0
+    assert (
+        run(
+            tiny_models,
+            shards,
+            tmp_path / "annotate",
+            "--set",
+            "filter.threshold=0.99",
+            "--set",
+            "filter.policy=score_only",
+        )
+        == 0
+    )
     assert {r["status"] for r in rows(tmp_path / "annotate")} == {"kept"}
     assert run(tiny_models, shards, tmp_path / "all", "--set", "filter.policy=all", "--set", "filter.threshold=0") == 0
     for r in rows(tmp_path / "all"):
@@ -135,8 +163,16 @@ def test_a_different_seed_samples_different_captions(tiny_models, shards, tmp_pa
 
 
 def test_beam_metrics_count_samples(tiny_models, shards, tmp_path):
-    config = load_config("demo", overrides=[f"captioner.model={tiny_models[0]}", f"filter.model={tiny_models[1]}",
-                                            "captioner.max_length=4", "captioner.min_length=1", "filter.threshold=0"])
+    config = load_config(
+        "demo",
+        overrides=[
+            f"captioner.model={tiny_models[0]}",
+            f"filter.model={tiny_models[1]}",
+            "captioner.max_length=4",
+            "captioner.min_length=1",
+            "filter.threshold=0",
+        ],
+    )
     p = beam.Pipeline("FnApiRunner")
     job.build(p, config, match_shards(str(shards / "*.tar")), str(tmp_path / "out"), overwrite=False, threads=1)
     result = p.run()

@@ -53,8 +53,9 @@ def test_repeated_key_later_in_shard_is_dropped_not_merged():
 
 
 def test_links_are_never_followed():
-    data = tar_bytes([("a.txt", b"t")], links=[("a.jpg", tarfile.SYMTYPE, "/etc/passwd"),
-                                                ("b.jpg", tarfile.LNKTYPE, "a.txt")])
+    data = tar_bytes(
+        [("a.txt", b"t")], links=[("a.jpg", tarfile.SYMTYPE, "/etc/passwd"), ("b.jpg", tarfile.LNKTYPE, "a.txt")]
+    )
     reader = TarSamples(io.BytesIO(data), 1 << 20)
     samples = list(reader)
     assert [s.key for s in samples] == ["a", "b"]

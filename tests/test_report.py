@@ -13,8 +13,16 @@ from pipeline.cli import main
 from tests.test_hardening import messy_run  # noqa: F401  (a module fixture: one messy run shared here)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def test_report_is_self_contained(messy_run):  # noqa: F811
@@ -33,14 +41,19 @@ def test_report_renders_in_headless_chromium(messy_run, tmp_path):  # noqa: F811
     shot = tmp_path / "report.png"
     url = (out / "report.html").as_uri()
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]
-    subprocess.run([CHROMIUM, *FLAGS, *profile, "--window-size=1280,2000", f"--screenshot={shot}", url],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [CHROMIUM, *FLAGS, *profile, "--window-size=1280,2000", f"--screenshot={shot}", url],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     image = Image.open(io.BytesIO(shot.read_bytes())).convert("RGB")
     assert image.size == (1280, 2000)
     colours = image.resize((64, 100)).getcolors(64 * 100)
     assert len(colours) > 50  # text, bars and thumbnails, not a blank page
-    dom = subprocess.run([CHROMIUM, *FLAGS, *profile, "--dump-dom", url], check=True, capture_output=True,
-                         timeout=120, text=True).stdout
+    dom = subprocess.run(
+        [CHROMIUM, *FLAGS, *profile, "--dump-dom", url], check=True, capture_output=True, timeout=120, text=True
+    ).stdout
     assert "ITM scores" in dom and "Dropped samples" in dom and dom.count("<img") >= 3
 
 
@@ -61,9 +74,23 @@ def test_report_command_rebuilds_from_disk(messy_run, tmp_path):  # noqa: F811
 def test_check_passes_healthy_output_and_names_failed_gates(messy_run, capsys):  # noqa: F811
     _, out, _ = messy_run
     assert main(["check", str(out), "--min-kept-fraction", "0.3", "--max-failed-shards", "1"]) == 0
-    assert main(["check", str(out), "--min-kept-fraction", "0.99", "--max-failed-shards", "0",
-                 "--max-dropped-fraction", "undecodable_image=0.01",
-                 "--max-dropped-fraction", "no_image=0.5"]) == 1
+    assert (
+        main(
+            [
+                "check",
+                str(out),
+                "--min-kept-fraction",
+                "0.99",
+                "--max-failed-shards",
+                "0",
+                "--max-dropped-fraction",
+                "undecodable_image=0.01",
+                "--max-dropped-fraction",
+                "no_image=0.5",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "gate failed: min-kept-fraction" in err and "gate failed: max-failed-shards" in err
     assert "gate failed: max-dropped-fraction undecodable_image" in err

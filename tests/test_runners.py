@@ -37,8 +37,18 @@ def reference(tiny_models, tmp_path_factory):
 
 def test_portable_runner_loopback(tiny_models, reference, tmp_path):
     inp, expected = reference
-    assert run(tiny_models, inp, tmp_path / "out", "--", "--runner=PortableRunner", "--job_endpoint=embed",
-               "--environment_type=LOOPBACK") == 0
+    assert (
+        run(
+            tiny_models,
+            inp,
+            tmp_path / "out",
+            "--",
+            "--runner=PortableRunner",
+            "--job_endpoint=embed",
+            "--environment_type=LOOPBACK",
+        )
+        == 0
+    )
     assert outputs(tmp_path / "out") == expected
 
 
@@ -47,9 +57,13 @@ def test_portable_runner_external_worker_pool(tiny_models, reference, tmp_path):
     port = free_port()
     # The pool starts workers as `python` from PATH, as in Beam's SDK container next to a Flink task manager.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    pool = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
-                             f"--service_port={port}"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    pool = subprocess.Popen(
+        [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -57,8 +71,19 @@ def test_portable_runner_external_worker_pool(tiny_models, reference, tmp_path):
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.2)
-        assert run(tiny_models, inp, tmp_path / "out", "--", "--runner=PortableRunner", "--job_endpoint=embed",
-                   "--environment_type=EXTERNAL", f"--environment_config=localhost:{port}") == 0
+        assert (
+            run(
+                tiny_models,
+                inp,
+                tmp_path / "out",
+                "--",
+                "--runner=PortableRunner",
+                "--job_endpoint=embed",
+                "--environment_type=EXTERNAL",
+                f"--environment_config=localhost:{port}",
+            )
+            == 0
+        )
     finally:
         pool.kill()
         pool.wait()
@@ -75,18 +100,23 @@ def s3(tmp_path):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                          region_name="us-east-1")
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+    )
     client.create_bucket(Bucket="curation")
-    flags = [f"--s3_endpoint_url={endpoint}", "--s3_access_key_id=test", "--s3_secret_access_key=test",
-             "--s3_region_name=us-east-1"]
+    flags = [
+        f"--s3_endpoint_url={endpoint}",
+        "--s3_access_key_id=test",
+        "--s3_secret_access_key=test",
+        "--s3_region_name=us-east-1",
+    ]
     yield client, flags
     server.stop()
 
 
 def objects(client, prefix: str) -> dict[str, bytes]:
     listing = client.list_objects_v2(Bucket="curation", Prefix=prefix).get("Contents", [])
-    return {o["Key"][len(prefix):]: client.get_object(Bucket="curation", Key=o["Key"])["Body"].read() for o in listing}
+    return {o["Key"][len(prefix) :]: client.get_object(Bucket="curation", Key=o["Key"])["Body"].read() for o in listing}
 
 
 def test_s3_input_and_output_with_atomic_rename_and_resume(tiny_models, reference, s3, tmp_path):
@@ -97,10 +127,30 @@ def test_s3_input_and_output_with_atomic_rename_and_resume(tiny_models, referenc
     client, flags = s3
     for shard in sorted(inp.glob("*.tar")):
         client.put_object(Bucket="curation", Key=f"in/{shard.name}", Body=shard.read_bytes())
-    argv = ["run", "demo", "--input", "s3://curation/in/{00000..00001}.tar", "--output", "s3://curation/out",
-            "--set", f"captioner.model={tiny_models[0]}", "--set", f"filter.model={tiny_models[1]}",
-            "--set", "captioner.min_length=2", "--set", "captioner.max_length=5", "--set", "captioner.batch_size=4",
-            "--set", "filter.threshold=0", "--set", "runtime.threads=1", "--", *flags]
+    argv = [
+        "run",
+        "demo",
+        "--input",
+        "s3://curation/in/{00000..00001}.tar",
+        "--output",
+        "s3://curation/out",
+        "--set",
+        f"captioner.model={tiny_models[0]}",
+        "--set",
+        f"filter.model={tiny_models[1]}",
+        "--set",
+        "captioner.min_length=2",
+        "--set",
+        "captioner.max_length=5",
+        "--set",
+        "captioner.batch_size=4",
+        "--set",
+        "filter.threshold=0",
+        "--set",
+        "runtime.threads=1",
+        "--",
+        *flags,
+    ]
     assert main(argv) == 0
     written = objects(client, "out/")
     assert not [k for k in written if k.startswith("_capfilt_tmp")]
@@ -108,7 +158,7 @@ def test_s3_input_and_output_with_atomic_rename_and_resume(tiny_models, referenc
     for name in ("00000.tar", "00001.tar", "00000.parquet", "00001.parquet"):
         assert written[name] == expected[name], name
     # Resume: a finished shard is skipped, so a stricter rerun without --overwrite changes nothing.
-    assert main(argv[:-len(flags) - 1] + ["--set", "filter.threshold=0.99", "--", *flags]) == 0
+    assert main(argv[: -len(flags) - 1] + ["--set", "filter.threshold=0.99", "--", *flags]) == 0
     assert objects(client, "out/")["00000.tar"] == expected["00000.tar"]
-    assert main(argv[:-len(flags) - 1] + ["--set", "filter.threshold=0.99", "--overwrite", "--", *flags]) == 0
+    assert main(argv[: -len(flags) - 1] + ["--set", "filter.threshold=0.99", "--overwrite", "--", *flags]) == 0
     assert objects(client, "out/")["00000.tar"] != expected["00000.tar"]

@@ -15,8 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     dist = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
-                    str(ROOT)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
     return next(dist.glob("capfilt-*.whl"))
 
 
@@ -31,19 +34,47 @@ def test_wheel_ships_config_and_demo_models(wheel):
 
 def test_installed_wheel_runs_the_demo_from_an_empty_folder(wheel, tmp_path):
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     empty = tmp_path / "empty"
     empty.mkdir()
     # Dependencies from this environment, capfilt only from the wheel: the repository is not on the path.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), sysconfig.get_paths()["purelib"]]),
-           "PYTHONNOUSERSITE": "1"}
-    probe = subprocess.run([sys.executable, "-S", "-c", "import pipeline, models; print(pipeline.__file__)"],
-                           env=env, cwd=empty, capture_output=True, text=True, check=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(target), sysconfig.get_paths()["purelib"]]),
+        "PYTHONNOUSERSITE": "1",
+    }
+    probe = subprocess.run(
+        [sys.executable, "-S", "-c", "import pipeline, models; print(pipeline.__file__)"],
+        env=env,
+        cwd=empty,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert probe.stdout.startswith(str(target))
-    result = subprocess.run([sys.executable, "-S", "-m", "pipeline", "run", "demo", "--set", "demo_data.shards=1",
-                             "--set", "demo_data.samples_per_shard=16"], env=env, cwd=empty, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            "-m",
+            "pipeline",
+            "run",
+            "demo",
+            "--set",
+            "demo_data.shards=1",
+            "--set",
+            "demo_data.samples_per_shard=16",
+        ],
+        env=env,
+        cwd=empty,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (empty / "capfilt-demo" / "output" / "_SUCCESS").exists()
     assert (empty / "capfilt-demo" / "output" / "00000.tar").exists()

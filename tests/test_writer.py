@@ -11,10 +11,19 @@ from pipeline.writer import ShardWriter
 
 def kept_sample(key: str) -> Sample:
     chosen = Candidate("a red square", 0.9, "synthetic")
-    sample = Sample(key=key, members={"JPG": b"\xff\xd8 raw bytes", "json": b'{"url": "u"}'}, status="kept",
-                    image_ext="JPG", web_text="buy now", web_score=0.1, meta={"url": "u", "capfilt": "old"},
-                    meta_text='{"url": "u"}', synthetic=["a red square", "a blue square"],
-                    synthetic_scores=[0.9, 0.2], decision=Decision(chosen, kept=(chosen,)))
+    sample = Sample(
+        key=key,
+        members={"JPG": b"\xff\xd8 raw bytes", "json": b'{"url": "u"}'},
+        status="kept",
+        image_ext="JPG",
+        web_text="buy now",
+        web_score=0.1,
+        meta={"url": "u", "capfilt": "old"},
+        meta_text='{"url": "u"}',
+        synthetic=["a red square", "a blue square"],
+        synthetic_scores=[0.9, 0.2],
+        decision=Decision(chosen, kept=(chosen,)),
+    )
     return sample
 
 
@@ -36,7 +45,11 @@ def test_nothing_visible_until_commit_and_stats_last(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [storage.TEMP_DIR]
     writer.commit(Stats(shards=1, input=3), shard="00000")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "00000.parquet", "00000.tar", "00000_stats.json", storage.TEMP_DIR]
+        "00000.parquet",
+        "00000.tar",
+        "00000_stats.json",
+        storage.TEMP_DIR,
+    ]
     assert list((tmp_path / storage.TEMP_DIR).iterdir()) == []
 
 
@@ -63,7 +76,9 @@ def test_kept_members_keep_original_bytes_and_extension(tmp_path):
     # Input fields stay; an input "capfilt" field is replaced by this run's record.
     assert meta["url"] == "u"
     assert meta["capfilt"] == {
-        "caption": "a red square", "source": "synthetic", "score": 0.9,
+        "caption": "a red square",
+        "source": "synthetic",
+        "score": 0.9,
         "web": {"text": "buy now", "score": 0.1},
         "synthetic": [{"text": "a red square", "score": 0.9}, {"text": "a blue square", "score": 0.2}],
         "policy": "best",
