@@ -35,7 +35,8 @@ def _copy_remote_dir(url: str) -> str:
     cache = Path(tempfile.gettempdir()) / "capfilt-models" / root.replace("://", "/").replace("/", "_")
     if (cache / ".complete").exists():
         return str(cache)
-    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=cache.parent if cache.parent.exists() else None))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=cache.parent))  # same disk, so the rename is atomic
     for meta in FileSystems.match([root + "/**"])[0].metadata_list:
         relative = meta.path[len(root) + 1 :]
         target = staging / relative
@@ -44,7 +45,6 @@ def _copy_remote_dir(url: str) -> str:
             while chunk := src.read(1 << 24):
                 dst.write(chunk)
     (staging / ".complete").touch()
-    cache.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.replace(staging, cache)
     except OSError:  # another process finished first; its copy is as good as ours

@@ -109,6 +109,7 @@ def _run(args, beam_args: list[str]) -> int:
         raise ConfigError(f"--input {input_pattern}: {' '.join(str(exc).split())}") from None
     if not shards:
         raise ConfigError(f"--input {input_pattern}: matches no .tar, .tar.gz or .tgz file")
+    _check_unique_names(shards)
     print(f"capfilt: {config.name}: {len(shards)} shard(s) from {input_pattern} -> {output_dir}", file=sys.stderr)
     try:
         job.run(config, shards, output_dir, overwrite=args.overwrite, beam_args=beam_args)
@@ -116,6 +117,17 @@ def _run(args, beam_args: list[str]) -> int:
         print(f"capfilt: run failed: {type(exc).__name__}: {' '.join(str(exc).split())[:2000]}", file=sys.stderr)
         return 1
     return _summarise(config, output_dir, strict=args.strict or config.strict, evaluate=demo_input)
+
+
+def _check_unique_names(shards: list[str]) -> None:
+    from pipeline.reader import shard_name
+
+    seen: dict[str, str] = {}
+    for path in shards:
+        name = shard_name(path)
+        if name in seen:
+            raise ConfigError(f"--input: {seen[name]} and {path} would both write {name}.tar; rename one")
+        seen[name] = path
 
 
 def _absolute(path: str) -> str:

@@ -79,9 +79,15 @@ def test_packaged_config_has_the_named_pipelines():
         (["run", "demo", "--set", "captioner.model=/no/model"], "not a model directory"),
         (["run", "demo", "--", "--runner=NoSuchRunner"], "is not a Beam runner"),
         (["frobnicate"], "invalid choice"),
+        (["run", "demo", "--input", "{DUP}/*/00000.tar*"], "would both write 00000.tar"),
     ],
 )
 def test_cli_configuration_errors_exit_2_with_one_line(argv, fragment, capsys, tmp_path, monkeypatch):
+    inputs = tmp_path.parent / f"{tmp_path.name}-inputs"
+    for sub in ("a", "b"):
+        (inputs / sub).mkdir(parents=True)
+        (inputs / sub / "00000.tar").write_bytes(b"")
+    argv = [arg.replace("{DUP}", str(inputs)) for arg in argv]
     monkeypatch.chdir(tmp_path)  # nothing must be written before the error
     assert main(argv) == 2
     err = capsys.readouterr().err
