@@ -70,9 +70,11 @@ class DecodeConfig:
 
     max_pixels: int = 89_478_485  # Pillow's own decompression-bomb threshold
     max_member_bytes: int = 64 << 20
+    draft_size: int = 512  # JPEGs are decoded at a reduced scale no smaller than this; 0 decodes in full
 
     def check(self) -> list[tuple[str, str]]:
         return [
+            *_range("draft_size", self.draft_size, 0, 1 << 16),
             *_range("max_pixels", self.max_pixels, 1, 10**10),
             *_range("max_member_bytes", self.max_member_bytes, 1, 1 << 34),
         ]

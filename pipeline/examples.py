@@ -58,7 +58,7 @@ class ExamplePicker:
 
     def _thumbnail(self, sample: Sample) -> str | None:
         data = sample.members.get(sample.image_ext) if sample.image_ext else None
-        image = open_image(data, self.max_pixels)[0] if data else None
+        image = open_image(data, self.max_pixels, draft_size=2 * THUMBNAIL_PIXELS)[0] if data else None
         if image is None:
             return None
         image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))

@@ -69,7 +69,7 @@ def process_shard(path: str, output_dir: str, config: RunConfig, models) -> Stat
 
 
 def _annotated_batches(samples: Iterable[Sample], name: str, config: RunConfig, models) -> Iterator[list[Sample]]:
-    decoded = (decode_sample(s, config.decode.max_pixels) for s in samples)
+    decoded = (decode_sample(s, config.decode) for s in samples)
     for index, batch in enumerate(batched(decoded, config.captioner.batch_size)):
         caption_batch(batch, models.captioner, batch_seed(config.seed, name, index))
         score_batch(batch, models.scorer)

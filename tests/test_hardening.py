@@ -174,3 +174,12 @@ def test_weights_load_only_from_safetensors(tiny_models, tmp_path):
     (model_dir / "pytorch_model.bin").write_bytes(b"a pickle that must never be unpickled")
     with pytest.raises(OSError):
         load_blip(BlipForImageTextRetrieval, str(model_dir))
+
+
+def test_large_jpegs_decode_at_reduced_scale_but_never_below_the_draft_size():
+    photo = encode(picture((2000, 1500)), "JPEG")
+    image, _, _ = open_image(photo, 10**8, draft_size=512)
+    assert image.size == (1000, 750)
+    assert open_image(photo, 10**8)[0].size == (2000, 1500)
+    small = encode(picture((300, 200)), "JPEG")
+    assert open_image(small, 10**8, draft_size=512)[0].size == (300, 200)
