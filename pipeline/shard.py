@@ -11,6 +11,7 @@ from pipeline.annotate import batch_seed, caption_batch, decide, score_batch
 from pipeline.config import RunConfig
 from pipeline.decode import decode_sample
 from pipeline.examples import ExamplePicker
+from pipeline.prefetch import prefetch
 from pipeline.reader import ShardFormatError, TarSamples, shard_name
 from pipeline.sample import Sample
 from pipeline.select import Decision
@@ -70,7 +71,8 @@ def process_shard(path: str, output_dir: str, config: RunConfig, models) -> Stat
 
 def _annotated_batches(samples: Iterable[Sample], name: str, config: RunConfig, models) -> Iterator[list[Sample]]:
     decoded = (decode_sample(s, config.decode) for s in samples)
-    for index, batch in enumerate(batched(decoded, config.captioner.batch_size)):
+    batches = prefetch(batched(decoded, config.captioner.batch_size), config.runtime.prefetch_batches)
+    for index, batch in enumerate(batches):
         caption_batch(batch, models.captioner, batch_seed(config.seed, name, index))
         score_batch(batch, models.scorer)
         for sample in batch:
