@@ -9,7 +9,12 @@ import sys
 
 from pipeline.config import ConfigError, RunConfig, load_config
 
-DEMO_ROOT = "capfilt-demo"
+
+
+def demo_root(pipeline: str) -> str:
+    """Where a pipeline without input writes its demo shards and output: ./capfilt-demo for ``demo``,
+    ./capfilt-NAME for the others, so runs of different pipelines never resume each other's shards."""
+    return "capfilt-demo" if pipeline == "demo" else f"capfilt-{pipeline}"
 
 
 class UsageError(Exception):
@@ -98,7 +103,7 @@ def _run(args, beam_args: list[str]) -> int:
     if input_pattern is None:
         raise ConfigError(f"pipeline {config.name!r} has no input: pass --input PATTERN")
     if output_dir is None:
-        output_dir = os.path.join(DEMO_ROOT, "output") if config.demo_data is not None else None
+        output_dir = os.path.join(demo_root(config.name), "output") if config.demo_data is not None else None
     if output_dir is None:
         raise ConfigError(f"pipeline {config.name!r} has no output: pass --output DIR")
     input_pattern, output_dir = _absolute(input_pattern), _absolute(output_dir)
@@ -170,11 +175,13 @@ def _check_beam_args(config: RunConfig, beam_args: list[str]) -> None:
 def _make_demo_input(config: RunConfig) -> str:
     from pipeline.demo_world import write_demo_shards
 
-    folder = os.path.join(DEMO_ROOT, "input")
+    folder = os.path.join(demo_root(config.name), "input")
     d = config.demo_data
     paths = write_demo_shards(folder, d.shards, d.samples_per_shard, d.seed, d.correct_fraction)
     print(f"capfilt: wrote {len(paths)} demo shard(s) to {folder}/", file=sys.stderr)
-    return os.path.join(folder, "*.tar")
+    # Exactly these shards, not whatever an earlier run with more shards left in the folder.
+    names = ",".join(os.path.basename(p)[: -len(".tar")] for p in paths)
+    return os.path.join(folder, f"{{{names}}}.tar" if len(paths) > 1 else os.path.basename(paths[0]))
 
 
 def _summarise(config: RunConfig, output_dir: str, strict: bool, evaluate: bool) -> int:

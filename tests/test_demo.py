@@ -1,0 +1,47 @@
+"""The shipped demo end to end through the real entry point: the goals of the demo, the ci gate, eval."""
+
+import json
+
+import pytest
+
+from pipeline.cli import main
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """`capfilt run demo` from an empty folder, as `make demo` runs it."""
+    folder = tmp_path_factory.mktemp("demo")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        code = main(["run", "demo"])
+    return code, folder / "capfilt-demo"
+
+
+def test_demo_meets_its_quality_goals(demo_run, capsys):
+    code, root = demo_run
+    assert code == 0
+    assert sorted(p.name for p in (root / "input").glob("*.tar")) == [f"0000{i}.tar" for i in range(4)]
+    report = json.loads((root / "output" / "report.json").read_text())
+    quality = report["evaluation"]
+    assert quality["input"] == 512
+    assert quality["kept_accuracy"] >= 0.95 and quality["clean_yield"] >= 0.90
+    assert quality["kept_accuracy"] > quality["web_accuracy"]
+
+
+def test_eval_ablation_has_blip_table_1_shape(demo_run, capsys):
+    _, root = demo_run
+    assert main(["eval", str(root / "output"), "--ablation"]) == 0
+    printed = capsys.readouterr().out
+    assert "capfilt" in printed and "captioner" in printed
+    rows = {r["name"]: r for r in json.loads((root / "output" / "report.json").read_text())["ablation"]}
+    assert rows["capfilt"]["clean_yield"] > max(rows[s]["clean_yield"] for s in ("none", "filter", "captioner"))
+    assert rows["filter"]["accuracy"] > rows["none"]["accuracy"]
+    assert rows["captioner"]["clean_yield"] > rows["none"]["clean_yield"]
+
+
+def test_ci_pipeline_passes_its_gates_and_fails_a_strict_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "ci"]) == 0
+    assert (tmp_path / "capfilt-ci" / "output" / "_SUCCESS").exists()
+    assert main(["run", "ci", "--set", "gates.min_kept_fraction=0.999"]) == 1
+    assert "gate failed: min-kept-fraction" in capsys.readouterr().err
