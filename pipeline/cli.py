@@ -10,7 +10,6 @@ import sys
 from pipeline.config import ConfigError, RunConfig, load_config
 
 
-
 def demo_root(pipeline: str) -> str:
     """Where a pipeline without input writes its demo shards and output: ./capfilt-demo for ``demo``,
     ./capfilt-NAME for the others, so runs of different pipelines never resume each other's shards."""

@@ -87,11 +87,14 @@ class RuntimeConfig:
     device: str = "auto"
     dtype: str = "float32"
     threads: int = 0  # torch threads per worker process; 0: the cores divided among worker processes
-    prefetch_batches: int = 2  # batches read and decoded ahead of the models, in a background thread
+    prefetch_batches: int = 2  # batches read and decoded ahead of the models by a background thread
     trust_remote_code: bool = False
 
     def check(self) -> list[tuple[str, str]]:
-        problems = [*_range("threads", self.threads, 0, 1024), *_range("prefetch_batches", self.prefetch_batches, 0, 64)]
+        problems = [
+            *_range("threads", self.threads, 0, 1024),
+            *_range("prefetch_batches", self.prefetch_batches, 0, 64),
+        ]
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             problems.append(("device", f"must be auto, cpu or cuda[:N], not {self.device!r}"))
         if self.dtype not in ("float32", "bfloat16", "float16"):

@@ -22,11 +22,9 @@ from pipeline.tar_writer import DeterministicTarWriter
 
 COLOURS = {
     "red": (215, 35, 35),
-    "orange": (245, 140, 20),
     "yellow": (240, 225, 40),
     "green": (40, 165, 60),
     "blue": (40, 75, 220),
-    "purple": (140, 50, 185),
     "white": (245, 245, 245),
     "black": (20, 20, 20),
     "grey": (125, 125, 125),
@@ -52,8 +50,8 @@ IMAGE_SIZE = 128
 JPEG_QUALITY = 90
 PNG_FRACTION = 0.1
 # Relative object sizes (fraction of the image side) before jitter.
-SIZE_FRACTION = {"small": 0.2, "large": 0.38}
-SLOT_CENTRE = {"left": (0.27, 0.5), "right": (0.73, 0.5), "top": (0.5, 0.27), "bottom": (0.5, 0.73)}
+SIZE_FRACTION = {"small": 0.25, "large": 0.4}
+SLOT_CENTRE = {"left": (0.25, 0.5), "right": (0.75, 0.5), "top": (0.5, 0.25), "bottom": (0.5, 0.75)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +113,12 @@ def normalise(text: str) -> str:
 
 
 def _draw_thing(draw: ImageDraw.ImageDraw, thing: Thing, rng: random.Random, side: int) -> None:
-    half = side * SIZE_FRACTION[thing.size] * rng.uniform(0.9, 1.1) / 2
+    half = side * SIZE_FRACTION[thing.size] * rng.uniform(0.92, 1.08) / 2
     cx, cy = SLOT_CENTRE[thing.position]
-    # Jitter the centre a little so that no two images of the same caption are identical.
-    cx = side * (cx + rng.uniform(-0.05, 0.05))
-    cy = side * (cy + rng.uniform(-0.05, 0.05))
+    # Jitter the centre a little so that no two images of the same caption are identical; the bounds keep
+    # two large objects from touching.
+    cx = side * (cx + rng.uniform(-0.03, 0.03))
+    cy = side * (cy + rng.uniform(-0.03, 0.03))
     box = (cx - half, cy - half, cx + half, cy + half)
     fill = COLOURS[thing.colour]
     if thing.shape == "circle":

@@ -118,7 +118,7 @@ def _ablation_choice(row: dict, name: str, threshold: float, web_margin: float) 
         return texts[0] if texts else None
     if name == "capfilt":
         web_candidate = Candidate(web, web_score, "web") if web is not None and web_score is not None else None
-        synthetic = [Candidate(t, s, "synthetic") for t, s in zip(texts, scores) if s is not None]
+        synthetic = [Candidate(t, s, "synthetic") for t, s in zip(texts, scores, strict=True) if s is not None]
         decision = select(web_candidate, synthetic, policy="best", threshold=threshold, web_margin=web_margin)
         return decision.chosen.text if decision.chosen is not None else None
     raise ValueError(f"unknown ablation {name!r}; expected one of {', '.join(ABLATION_ROWS)}")
@@ -196,8 +196,7 @@ def format_evaluation(result: dict) -> str:
     ]
     for kind, c in result["per_noise"].items():
         lines.append(
-            f"{kind:<14}{c['count']:>7}{c['kept']:>7}{c['kept_correct']:>9}{c['kept_web']:>6}"
-            f"{c['kept_synthetic']:>7}"
+            f"{kind:<14}{c['count']:>7}{c['kept']:>7}{c['kept_correct']:>9}{c['kept_web']:>6}{c['kept_synthetic']:>7}"
         )
     return "\n".join(lines)
 
@@ -206,7 +205,5 @@ def format_ablation(rows: list[dict]) -> str:
     """A plain-text table of ``ablation``'s rows, in BLIP Table 1's order."""
     lines = [f"{'setting':<11}{'kept':>7}{'accuracy':>10}{'yield':>8}{'clean yield':>13}"]
     for r in rows:
-        lines.append(
-            f"{r['name']:<11}{r['kept']:>7}{r['accuracy']:>10.3f}{r['yield']:>8.3f}{r['clean_yield']:>13.3f}"
-        )
+        lines.append(f"{r['name']:<11}{r['kept']:>7}{r['accuracy']:>10.3f}{r['yield']:>8.3f}{r['clean_yield']:>13.3f}")
     return "\n".join(lines)

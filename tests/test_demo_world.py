@@ -53,7 +53,7 @@ def test_samples_carry_image_json_and_the_right_caption_per_noise_kind(tmp_path)
     assert "00001_000149" in samples
     kinds = collections.Counter()
     formats = collections.Counter()
-    for key, members in samples.items():
+    for members in samples.values():
         meta = json.loads(members["json"])
         assert set(meta) == {"gt_caption", "noise", "url"}
         assert meta["url"].startswith("https://demo.capfilt/")
@@ -127,8 +127,12 @@ def test_one_word_off_changes_exactly_one_word_for_every_factor():
         diffs = [(a, b) for a, b in zip(truth, wrong) if a != b]
         assert len(diffs) == 1
         a, b = diffs[0]
-        for name, values in (("colour", world.COLOURS), ("shape", world.SHAPES), ("size", world.SIZES),
-                             ("position", world.POSITIONS)):
+        for name, values in (
+            ("colour", world.COLOURS),
+            ("shape", world.SHAPES),
+            ("size", world.SIZES),
+            ("position", world.POSITIONS),
+        ):
             if a in values:
                 assert b in values
                 changed[name] += 1

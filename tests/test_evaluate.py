@@ -10,19 +10,21 @@ import pytest
 
 from pipeline.evaluate import ablation, evaluate, format_ablation, format_evaluation
 
-SCHEMA = pa.schema([
-    ("key", pa.string()),
-    ("status", pa.string()),
-    ("error", pa.string()),
-    ("caption", pa.string()),
-    ("source", pa.string()),
-    ("score", pa.float64()),
-    ("web_text", pa.string()),
-    ("web_score", pa.float64()),
-    ("synthetic_texts", pa.list_(pa.string())),
-    ("synthetic_scores", pa.list_(pa.float64())),
-    ("json", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("caption", pa.string()),
+        ("source", pa.string()),
+        ("score", pa.float64()),
+        ("web_text", pa.string()),
+        ("web_score", pa.float64()),
+        ("synthetic_texts", pa.list_(pa.string())),
+        ("synthetic_scores", pa.list_(pa.float64())),
+        ("json", pa.string()),
+    ]
+)
 G = [f"a small red circle on the left on a {c} background" for c in ("green", "blue", "white", "black", "grey")]
 WRONG = "a large red circle on the left on a green background"
 
@@ -30,8 +32,17 @@ WRONG = "a large red circle on the left on a green background"
 def _row(key, status, caption, source, score, web, web_score, texts, scores, gt, noise):
     meta = None if gt is None else json.dumps({"gt_caption": gt, "noise": noise, "url": f"https://demo.capfilt/{key}"})
     return {
-        "key": key, "status": status, "error": "", "caption": caption, "source": source, "score": score,
-        "web_text": web, "web_score": web_score, "synthetic_texts": texts, "synthetic_scores": scores, "json": meta,
+        "key": key,
+        "status": status,
+        "error": "",
+        "caption": caption,
+        "source": source,
+        "score": score,
+        "web_text": web,
+        "web_score": web_score,
+        "synthetic_texts": texts,
+        "synthetic_scores": scores,
+        "json": meta,
     }
 
 
@@ -41,13 +52,25 @@ ROWS_A = [
     # A wrong web caption replaced by a synthetic one.
     _row("a1", "kept", G[1], "synthetic", 0.86, WRONG, 0.3, [G[1], G[1]], [0.85, 0.86], G[1], "one_word_off"),
     # Nothing good enough: dropped.
-    _row("a2", "below_threshold", None, None, None, "click here", 0.01, [WRONG, WRONG], [0.2, 0.3], G[2],
-         "boilerplate"),
+    _row(
+        "a2", "below_threshold", None, None, None, "click here", 0.01, [WRONG, WRONG], [0.2, 0.3], G[2], "boilerplate"
+    ),
 ]
 ROWS_B = [
     # No web caption; a synthetic caption right up to case and punctuation.
-    _row("b0", "kept", "A Small red circle on the left, on a BLACK background.", "synthetic", 0.7, None, None,
-         ["A Small red circle on the left, on a BLACK background."], [0.7], G[3], "missing"),
+    _row(
+        "b0",
+        "kept",
+        "A Small red circle on the left, on a BLACK background.",
+        "synthetic",
+        0.7,
+        None,
+        None,
+        ["A Small red circle on the left, on a BLACK background."],
+        [0.7],
+        G[3],
+        "missing",
+    ),
     # A wrong web caption that the filter lets through.
     _row("b1", "kept", WRONG, "web", 0.6, WRONG, 0.6, [G[0]], [0.55], G[4], "other_image"),
     # An image that could not be decoded: no scores at all.
