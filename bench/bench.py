@@ -5,6 +5,7 @@ with worker processes. Prints figures; asserts nothing (goals are judged from th
     python -m bench.bench memory       # peak RSS, 2 shards vs 8 shards of the same size (demo models)
     python -m bench.bench workers      # 1 vs 2 worker processes on the demo
     python -m bench.bench precision --captioner DIR --itm DIR   # bfloat16 vs float32: speed and score drift
+    python -m bench.bench itm-cost --itm DIR   # an extra candidate caption against a full image-text pair
 """
 
 from __future__ import annotations
@@ -183,6 +184,28 @@ def precision(args) -> None:
     print(f"bfloat16 vs float32 ITM score: mean |diff| {sum(drift) / len(drift):.4f}, max |diff| {max(drift):.4f}")
 
 
+def itm_cost(args) -> None:
+    """What each extra candidate caption costs, against a full image-text pair (one candidate per image)."""
+    from models.itm import ItmScorer
+
+    rng = random.Random(0)
+    pictures = [Image.open(io.BytesIO(photo(rng))).convert("RGB") for _ in range(args.images)]
+    scorer = ItmScorer.from_pretrained(args.itm, batch_size=64)
+    scorer.score(pictures[:2], [["warm up"]] * 2)
+    timings = {}
+    for count in (1, 1 + args.extra):
+        texts = [[f"a photo of a red cat number {i} variant {j}" for j in range(count)] for i in range(args.images)]
+        started = time.monotonic()
+        scorer.score(pictures, texts)
+        timings[count] = time.monotonic() - started
+        print(f"{args.images} images x {count} candidate(s): {timings[count]:.2f} s", flush=True)
+    per_extra = (timings[1 + args.extra] - timings[1]) / (args.extra * args.images)
+    per_pair = timings[1] / args.images
+    print(
+        f"extra candidate: {per_extra:.3f} s = {per_extra / per_pair:.3f} of a full image-text pair ({per_pair:.3f} s)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -206,9 +229,14 @@ def main() -> None:
     p.add_argument("--captioner", required=True)
     p.add_argument("--itm", required=True)
     p.add_argument("--images", type=int, default=16)
+    c = commands.add_parser("itm-cost")
+    c.add_argument("--itm", required=True)
+    c.add_argument("--images", type=int, default=8)
+    c.add_argument("--extra", type=int, default=4)
     args = parser.parse_args()
     started = time.monotonic()
-    {"throughput": throughput, "memory": memory, "workers": workers, "precision": precision}[args.command](args)
+    run = {"throughput": throughput, "memory": memory, "workers": workers, "precision": precision, "itm-cost": itm_cost}
+    run[args.command](args)
     print(f"(benchmark took {time.monotonic() - started:.0f} s)")
 
 

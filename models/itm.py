@@ -41,12 +41,15 @@ class ItmScorer:
         import torch
 
         pairs = [(i, text) for i, texts in enumerate(candidates) for text in texts]
-        scores: list[float] = []
+        # Pairs of similar length share a text batch, so little of each batch is padding.
+        order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][1]))
+        scores: list[float] = [0.0] * len(pairs)
         with self._lock, torch.inference_mode():
             features = self._image_features(images)
-            for start in range(0, len(pairs), self.batch_size):
-                chunk = pairs[start : start + self.batch_size]
-                scores.extend(self._score_pairs(features, chunk))
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                for k, value in zip(chunk, self._score_pairs(features, [pairs[k] for k in chunk]), strict=True):
+                    scores[k] = value
         out, position = [], 0
         for texts in candidates:
             out.append(scores[position : position + len(texts)])
