@@ -27,11 +27,12 @@ def score_batch(batch: list[Sample], scorer) -> None:
     live = [s for s in batch if s.live]
     if not live:
         return
-    candidates = [([s.web_text] if s.web_text else []) + s.synthetic for s in live]
-    for sample, scores in zip(live, scorer.score([s.image for s in live], candidates), strict=True):
-        if sample.web_text:
-            sample.web_score, scores = scores[0], scores[1:]
-        sample.synthetic_scores = list(scores)
+    # Sampling often repeats a caption; each distinct text is scored once per image.
+    candidates = [list(dict.fromkeys(([s.web_text] if s.web_text else []) + s.synthetic)) for s in live]
+    for sample, texts, scores in zip(live, candidates, scorer.score([s.image for s in live], candidates), strict=True):
+        score_of = dict(zip(texts, scores, strict=True))
+        sample.web_score = score_of[sample.web_text] if sample.web_text else None
+        sample.synthetic_scores = [score_of[text] for text in sample.synthetic]
 
 
 def decide(sample: Sample, policy: str, threshold: float, web_margin: float) -> None:

@@ -43,6 +43,8 @@ def run(tiny_models, inp, out, *extra, pattern="*.tar"):
         "--set",
         f"filter.model={tiny_models[1]}",
         "--set",
+        "captioner.num_captions=3",
+        "--set",
         "captioner.min_length=2",
         "--set",
         "captioner.max_length=5",
