@@ -30,34 +30,26 @@ def messy(tmp_path) -> Path:
     return tmp_path / "in"
 
 
+TEST_SETTINGS = {
+    "captioner.num_captions": 3,
+    "captioner.min_length": 2,
+    "captioner.max_length": 5,
+    "captioner.batch_size": 4,
+    # Random weights score everything near 0.5: threshold 0 keeps all unless a test says otherwise.
+    "filter.threshold": 0,
+    "runtime.threads": 1,
+}
+
+
+def run_argv(tiny_models, input_pattern: str, out) -> list[str]:
+    """`capfilt run demo` over ``input_pattern`` with the tiny models and the tests' settings."""
+    settings = {"captioner.model": tiny_models[0], "filter.model": tiny_models[1], **TEST_SETTINGS}
+    sets = [item for key, value in settings.items() for item in ("--set", f"{key}={value}")]
+    return ["run", "demo", "--input", input_pattern, "--output", str(out), *sets]
+
+
 def run(tiny_models, inp, out, *extra, pattern="*.tar"):
-    argv = [
-        "run",
-        "demo",
-        "--input",
-        str(inp / pattern),
-        "--output",
-        str(out),
-        "--set",
-        f"captioner.model={tiny_models[0]}",
-        "--set",
-        f"filter.model={tiny_models[1]}",
-        "--set",
-        "captioner.num_captions=3",
-        "--set",
-        "captioner.min_length=2",
-        "--set",
-        "captioner.max_length=5",
-        "--set",
-        "captioner.batch_size=4",
-        # Random weights score everything near 0.5: threshold 0 keeps all unless a test says otherwise.
-        "--set",
-        "filter.threshold=0",
-        "--set",
-        "runtime.threads=1",
-        *extra,
-    ]
-    return main(argv)
+    return main([*run_argv(tiny_models, str(inp / pattern), out), *extra])
 
 
 def rows(out: Path):

@@ -121,36 +121,13 @@ def objects(client, prefix: str) -> dict[str, bytes]:
 
 def test_s3_input_and_output_with_atomic_rename_and_resume(tiny_models, reference, s3, tmp_path):
     from pipeline.cli import main
-    from tests.test_pipeline import run as local_run  # noqa: F401  (same flags as every other run)
+    from tests.test_pipeline import run_argv
 
     inp, expected = reference
     client, flags = s3
     for shard in sorted(inp.glob("*.tar")):
         client.put_object(Bucket="curation", Key=f"in/{shard.name}", Body=shard.read_bytes())
-    argv = [
-        "run",
-        "demo",
-        "--input",
-        "s3://curation/in/{00000..00001}.tar",
-        "--output",
-        "s3://curation/out",
-        "--set",
-        f"captioner.model={tiny_models[0]}",
-        "--set",
-        f"filter.model={tiny_models[1]}",
-        "--set",
-        "captioner.min_length=2",
-        "--set",
-        "captioner.max_length=5",
-        "--set",
-        "captioner.batch_size=4",
-        "--set",
-        "filter.threshold=0",
-        "--set",
-        "runtime.threads=1",
-        "--",
-        *flags,
-    ]
+    argv = [*run_argv(tiny_models, "s3://curation/in/{00000..00001}.tar", "s3://curation/out"), "--", *flags]
     assert main(argv) == 0
     written = objects(client, "out/")
     assert not [k for k in written if k.startswith("_capfilt_tmp")]
