@@ -9,22 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.evaluate import ablation, evaluate, format_ablation, format_evaluation
+from pipeline.writer import ROW_SCHEMA
 
-SCHEMA = pa.schema(
-    [
-        ("key", pa.string()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("caption", pa.string()),
-        ("source", pa.string()),
-        ("score", pa.float64()),
-        ("web_text", pa.string()),
-        ("web_score", pa.float64()),
-        ("synthetic_texts", pa.list_(pa.string())),
-        ("synthetic_scores", pa.list_(pa.float64())),
-        ("json", pa.string()),
-    ]
-)
+SCHEMA = ROW_SCHEMA  # the writer's own schema, so evaluation reads what the pipeline writes
 G = [f"a small red circle on the left on a {c} background" for c in ("green", "blue", "white", "black", "grey")]
 WRONG = "a large red circle on the left on a green background"
 

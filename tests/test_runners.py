@@ -14,6 +14,9 @@ from tests.test_faults import outputs
 from tests.test_pipeline import run
 
 
+PORTABLE = ["--", "--runner=PortableRunner", "--job_endpoint=embed"]  # Beam's embedded job service
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -42,9 +45,7 @@ def test_portable_runner_loopback(tiny_models, reference, tmp_path):
             tiny_models,
             inp,
             tmp_path / "out",
-            "--",
-            "--runner=PortableRunner",
-            "--job_endpoint=embed",
+            *PORTABLE,
             "--environment_type=LOOPBACK",
         )
         == 0
@@ -76,9 +77,7 @@ def test_portable_runner_external_worker_pool(tiny_models, reference, tmp_path):
                 tiny_models,
                 inp,
                 tmp_path / "out",
-                "--",
-                "--runner=PortableRunner",
-                "--job_endpoint=embed",
+                *PORTABLE,
                 "--environment_type=EXTERNAL",
                 f"--environment_config=localhost:{port}",
             )
