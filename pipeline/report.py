@@ -51,11 +51,11 @@ def write_report(output_dir: str, stats: Stats, config: dict) -> dict:
     storage.write_bytes(storage.join(output_dir, REPORT_JSON), data, output_dir)
     html = render_html(report).encode("utf-8")
     storage.write_bytes(storage.join(output_dir, REPORT_HTML), html, output_dir)
-    storage.remove_temp_dir(output_dir)
+    storage.remove_temp_dir(output_dir)  # leftovers of killed attempts go before the run is marked done
     # Not empty: Beam's S3 writer cannot upload a zero-byte object.
     done = json.dumps({"shards": stats.shards, "input": stats.input, "kept": stats.kept}) + "\n"
     storage.write_bytes(storage.join(output_dir, SUCCESS), done.encode(), output_dir)
-    storage.remove_temp_dir(output_dir)
+    storage.remove_temp_dir(output_dir)  # the folder that writing _SUCCESS itself used
     return report
 
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import sample_members, write_shard
-from tests.test_pipeline import run
+from tests.test_pipeline import run, run_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,31 +30,9 @@ def many_shards(tmp_path_factory) -> Path:
 
 
 def argv(tiny_models, inp, out):
-    return [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "run",
-        "demo",
-        "--input",
-        str(inp / "*.tar"),
-        "--output",
-        str(out),
-        "--set",
-        f"captioner.model={tiny_models[0]}",
-        "--set",
-        f"filter.model={tiny_models[1]}",
-        "--set",
-        "captioner.min_length=2",
-        "--set",
-        "captioner.max_length=6",
-        "--set",
-        "captioner.batch_size=4",
-        "--set",
-        "filter.threshold=0.5",
-        "--set",
-        "runtime.threads=1",
-    ]
+    """The tests' usual run as a subprocess, with a threshold that drops some samples."""
+    run_args = run_argv(tiny_models, str(inp / "*.tar"), out)
+    return [sys.executable, "-m", "pipeline", *run_args, "--set", "filter.threshold=0.5"]
 
 
 def outputs(out: Path) -> dict[str, bytes]:
