@@ -3,7 +3,7 @@ with worker processes. Prints figures; asserts nothing (goals are judged from th
 
     python -m bench.bench throughput --captioner DIR --itm DIR [--images 32 --num-captions 2 --max-length 16]
     python -m bench.bench memory       # peak RSS, 2 shards vs 8 shards of the same size (demo models)
-    python -m bench.bench workers      # 1 vs 2 worker processes on the demo
+    python -m bench.bench workers      # 1 vs 2 worker processes on the demo, per core and on all cores
     python -m bench.bench precision --captioner DIR --itm DIR   # bfloat16 vs float32: speed and score drift
     python -m bench.bench itm-cost --itm DIR   # an extra candidate caption against a full image-text pair
 """
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from pipeline.job import usable_cores
 from pipeline.tar_writer import DeterministicTarWriter
 
 MEASURE = (
@@ -31,9 +32,13 @@ MEASURE = (
 )
 
 
-def measured(command: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MiB) of the largest process, and stdout of ``command``."""
-    result = subprocess.run([sys.executable, "-c", MEASURE, *command], capture_output=True, text=True, env=env)
+def measured(command: list[str], env: dict | None = None, cores: list[int] | None = None) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MiB) of the largest process, and stdout of ``command``, run on ``cores`` (all
+    by default; child processes inherit the affinity)."""
+    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, *command], capture_output=True, text=True, env=env, preexec_fn=pin
+    )
     line = [x for x in result.stdout.splitlines() if x.startswith("MEASURE")][-1].split()
     if line[1] != "0":
         raise SystemExit(f"{' '.join(command[:6])} ... failed:\n{result.stderr[-3000:]}")
@@ -76,7 +81,7 @@ def pipeline_command(pattern: str, out: Path, sets: list[str], beam: list[str] =
 def throughput(args) -> None:
     work = Path(tempfile.mkdtemp(prefix="capfilt-bench-"))
     pattern = write_shards(work / "in", args.shards, args.images // args.shards)
-    threads = args.threads or os.cpu_count()
+    threads = args.threads or usable_cores()
     sets = [
         f"captioner.model={args.captioner}",
         f"filter.model={args.itm}",
@@ -143,18 +148,32 @@ def memory(args) -> None:
 
 
 def workers(args) -> None:
+    """Worker-process scaling, measured two ways.
+
+    Per core: one worker process on one core against two on two cores, the way Dataflow and Flink give each
+    SDK process a core; this shows whether anything but the cores limits more processes. On the whole
+    machine: one worker on every core (its torch threads use them all) against two, which on a 2-core host
+    leaves only what intra-op threads fail to use.
+    """
     work = Path(tempfile.mkdtemp(prefix="capfilt-bench-"))
     pattern = write_shards(work / "in", args.shards, args.per_shard)
+    images = args.shards * args.per_shard
+    every_core = sorted(os.sched_getaffinity(0))  # Linux only, as is pinning a process to cores
+    runs = (
+        ("1 worker, 1 core", 1, every_core[:1]),
+        ("1 worker, all cores", 1, every_core),
+        (f"2 workers, {min(2, len(every_core))} cores", 2, every_core[:2]),
+    )
     times = {}
-    for count in (1, 2):
+    for name, count, cores in runs:
         beam = [f"--direct_num_workers={count}", "--direct_running_mode=multi_processing"] if count > 1 else []
-        seconds, _, _ = measured(pipeline_command(pattern, work / f"out{count}", ["runtime.threads=0"], beam))
-        times[count] = seconds
-        print(
-            f"{count} worker process(es): {seconds:.1f} s, {args.shards * args.per_shard / seconds:.1f} img/s",
-            flush=True,
-        )
-    print(f"2 workers / 1 worker throughput: {times[1] / times[2]:.3f}")
+        # Threads come from the run's policy (usable cores / processes), so a pinned run gets one per core.
+        seconds, _, _ = measured(pipeline_command(pattern, work / "out", ["runtime.threads=0"], beam), cores=cores)
+        times[name] = seconds
+        print(f"{name} (cores {cores}): {seconds:.1f} s, {images / seconds:.1f} img/s", flush=True)
+    one_core, all_cores, two = (times[r[0]] for r in runs)
+    print(f"2 workers / 1 worker, a core each: {one_core / two:.3f}")
+    print(f"2 workers / 1 worker on all cores: {all_cores / two:.3f}")
 
 
 def precision(args) -> None:

@@ -14,9 +14,17 @@ from pipeline.report import write_report
 LOCAL_RUNNERS = ("DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (set by ``taskset``, cpusets and container runtimes),
+    which ``os.cpu_count()`` ignores."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def torch_threads(config: RunConfig, options: PipelineOptions) -> int:
-    """Threads per worker process: set in config, or on a local run the cores shared among worker processes
-    (so two processes on two cores do not each start two threads); elsewhere torch's own default."""
+    """Threads per worker process: set in config, or on a local run the usable cores shared among worker
+    processes (so two processes on two cores do not each start two threads); elsewhere torch's own default."""
     if config.runtime.threads:
         return config.runtime.threads
     runner = options.get_all_options().get("runner") or ""
@@ -24,7 +32,7 @@ def torch_threads(config: RunConfig, options: PipelineOptions) -> int:
     if runner.rsplit(".", 1)[-1] not in LOCAL_RUNNERS:
         return 0
     processes = direct.direct_num_workers if direct.direct_running_mode == "multi_processing" else 1
-    return max(1, (os.cpu_count() or 1) // max(processes, 1))
+    return max(1, usable_cores() // max(processes, 1))
 
 
 def build(p: beam.Pipeline, config: RunConfig, shards: list[str], output_dir: str, overwrite: bool, threads: int):

@@ -186,3 +186,21 @@ def test_unreadable_shard_is_recorded_and_others_finish(tiny_models, shards, tmp
     report = json.loads((out / "report.json").read_text())
     assert report["totals"]["failed_shards"] == ["00002"] and report["totals"]["input"] == 12
     assert run(tiny_models, shards, tmp_path / "strict", "--strict") == 1
+
+
+@pytest.mark.parametrize(
+    "beam_args, threads_set, expected",
+    [
+        (["--runner=FnApiRunner"], 0, 4),
+        (["--runner=FnApiRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"], 0, 2),
+        (["--runner=FnApiRunner", "--direct_num_workers=8", "--direct_running_mode=multi_processing"], 0, 1),
+        (["--runner=FnApiRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"], 3, 3),
+        (["--runner=DataflowRunner"], 0, 0),
+    ],
+)
+def test_torch_threads_share_the_usable_cores_among_worker_processes(monkeypatch, beam_args, threads_set, expected):
+    # Four usable cores out of, say, 64 on the host: the affinity mask is what the process may run on.
+    monkeypatch.setattr(job.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(job.os, "cpu_count", lambda: 64)
+    config = load_config("demo", overrides=[f"runtime.threads={threads_set}"])
+    assert job.torch_threads(config, job.PipelineOptions(beam_args)) == expected
