@@ -111,11 +111,35 @@ def build_models(seed: int):
     itm = BlipForImageTextRetrieval(config)
     for model in (captioner, itm):
         # BlipVisionConfig initialises position embeddings with std 1e-10, which leaves a from-scratch ViT
-        # nearly blind to where things are; left/right/top/bottom is half of this world.
+        # nearly blind to where things are, and left/right/top/bottom is half of this world. From a random
+        # start the captioner learned "left" and "top" but confused "right" with "bottom" (0.5 each) even
+        # after 4000 steps; a 2-D sine-cosine start (as in MAE) gives x and y as separate features and fixes it.
         embeddings = model.vision_model.embeddings
-        torch.nn.init.trunc_normal_(embeddings.position_embedding, std=0.02)
+        with torch.no_grad():
+            embeddings.position_embedding.copy_(sincos_positions(*embeddings.position_embedding.shape[1:]))
         torch.nn.init.trunc_normal_(embeddings.class_embedding, std=0.02)
     return processor, captioner, itm
+
+
+def sincos_positions(positions: int, dim: int):
+    """A ``(1, positions, dim)`` table: zeros for the class token, then for each patch of the square grid
+    sines and cosines of its row (first half of ``dim``) and column (second half) at geometric frequencies."""
+    import torch
+
+    side = math.isqrt(positions - 1)
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    rows, cols = torch.meshgrid(
+        torch.arange(side, dtype=torch.float32), torch.arange(side, dtype=torch.float32), indexing="ij"
+    )
+
+    def encode(coordinate):
+        angles = coordinate.reshape(-1, 1) * omega.reshape(1, -1)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    table = torch.zeros(1, positions, dim)
+    table[0, 1:, : 4 * quarter] = torch.cat([encode(rows), encode(cols)], dim=1)
+    return table
 
 
 def _schedule(step: int, steps: int, lr: float) -> float:
@@ -126,12 +150,16 @@ def _schedule(step: int, steps: int, lr: float) -> float:
     return lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
 
 
-def _optimise(model, loss_fn, steps: int, lr: float, name: str, log_every: int) -> float:
-    """Run ``steps`` AdamW steps of ``loss_fn() -> (loss, accuracy)``; returns the seconds taken."""
+def _optimise(model, loss_fn, steps: int, lr: float, name: str, log_every: int, helper=None) -> float:
+    """Run ``steps`` AdamW steps of ``loss_fn() -> (loss, accuracy)`` over ``model``'s parameters and those of
+    ``helper`` (a training-only module, not saved); returns the seconds taken."""
     import torch
 
     model.train()
-    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if helper is not None:
+        parameters += list(helper.parameters())
+    optimiser = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.01)
     start = time.time()
     recent: list[tuple[float, float]] = []
     for step in range(steps):
@@ -140,7 +168,7 @@ def _optimise(model, loss_fn, steps: int, lr: float, name: str, log_every: int) 
         loss, accuracy = loss_fn()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimiser.step()
         recent.append((loss.item(), accuracy))
         if (step + 1) % log_every == 0 or step + 1 == steps:
@@ -204,22 +232,41 @@ def init_filter_from_captioner(itm, captioner) -> None:
         raise ValueError(f"captioner and filter text towers differ: missing {missing}, unexpected {unexpected}")
 
 
-def itm_logits(model, pixel_values, input_ids, attention_mask, image_index):
-    """ITM logits of text ``i`` against image ``image_index[i]``, the vision tower run once per image.
-
-    The same computation as ``BlipForImageTextRetrieval(..., use_itm_head=True)`` with repeated images.
-    """
+def itm_hidden(model, pixel_values, input_ids, attention_mask, image_index):
+    """The image-grounded text encoder's last hidden states for text ``i`` against image ``image_index[i]``,
+    the vision tower run once per image."""
     import torch
 
     image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state[image_index]
     image_atts = torch.ones(image_embeds.shape[:-1], dtype=torch.long)
-    hidden = model.text_encoder(
+    return model.text_encoder(
         input_ids=input_ids,
         attention_mask=attention_mask,
         encoder_hidden_states=image_embeds,
         encoder_attention_mask=image_atts,
     ).last_hidden_state
-    return model.itm_head(hidden[:, 0, :])
+
+
+def itm_logits(model, pixel_values, input_ids, attention_mask, image_index):
+    """ITM logits of text ``i`` against image ``image_index[i]``: the same computation as
+    ``BlipForImageTextRetrieval(..., use_itm_head=True)`` with repeated images."""
+    return model.itm_head(itm_hidden(model, pixel_values, input_ids, attention_mask, image_index)[:, 0, :])
+
+
+def word_targets(texts: list[str], truths: list[str], input_ids):
+    """Per-token targets for the filter's word-level training signal: 1 where a word agrees with the image,
+    0 where it does not, -100 (ignored) elsewhere.
+
+    A text is labelled only when it has as many words as the true caption: the template then aligns slot by
+    slot (one- and two-word-off, swapped objects, the captioner's slips, other images with as many objects),
+    so a word that differs from the truth's word in its slot is wrong and one that matches is right.
+    """
+    targets = input_ids.new_full(input_ids.shape, -100)
+    for row, (text, truth) in enumerate(zip(texts, truths)):
+        words, true_words = text.split(), truth.split()
+        if len(words) == len(true_words) and len(words) + 2 <= input_ids.shape[1]:
+            targets[row, 1 : len(words) + 1] = input_ids.new_tensor([int(a == b) for a, b in zip(words, true_words)])
+    return targets
 
 
 def captioner_mistakes(captioner, processor, images: int, rng: random.Random, batch_size: int = 64):
@@ -252,43 +299,64 @@ def train_itm(
     negatives: int = 2,
     mistakes: list | None = None,
     mistakes_per_batch: int = 0,
+    word_loss: float = 0.0,
 ):
     """Train ``model`` (``BlipForImageTextRetrieval``) on the ITM head: per image its caption and
     ``negatives`` wrong ones, the classes weighted to balance; returns the seconds taken.
 
     With ``mistakes`` (``captioner_mistakes``), each batch also holds ``mistakes_per_batch`` of those images
-    with their caption and one of the captioner's wrong captions for it."""
+    with their caption and one of the captioner's wrong captions for it. With ``word_loss`` > 0, a
+    training-only linear head also classifies every token as agreeing with the image or not
+    (``word_targets``), weighted by ``word_loss``: where a wrong caption is wrong is known here, and telling
+    the encoder so grounds each word far sooner than the one bit per caption of the ITM head does."""
     import torch
+
+    word_head = torch.nn.Linear(model.config.text_config.hidden_size, 2) if word_loss > 0 else None
 
     def loss_fn():
         scenes, images = draw_images(rng, batch_size)
         pixel_values = processor(images=images, return_tensors="pt").pixel_values
-        texts, index, targets = [], [], []
+        texts, truths, index, targets = [], [], [], []
         for i, scene in enumerate(scenes):
-            texts.append(world.canonical_caption(scene))
-            index.append(i)
+            truth = world.canonical_caption(scene)
+            texts.append(truth)
             targets.append(1)
             for _ in range(negatives):
                 texts.append(negative_caption(scene, rng))
-                index.append(i)
                 targets.append(0)
+            truths += [truth] * (1 + negatives)
+            index += [i] * (1 + negatives)
         if mistakes and mistakes_per_batch:
             picked = [mistakes[rng.randrange(len(mistakes))] for _ in range(mistakes_per_batch)]
             for j, (scene, _, wrong) in enumerate(picked):
-                texts += [world.canonical_caption(scene), rng.choice(wrong)]
+                truth = world.canonical_caption(scene)
+                texts += [truth, rng.choice(wrong)]
+                truths += [truth, truth]
                 index += [batch_size + j] * 2
                 targets += [1, 0]
             pixel_values = torch.cat([pixel_values, torch.stack([p[1] for p in picked])])
-        positives = sum(targets)
-        weight = torch.tensor([positives / (len(targets) - positives), 1.0])
         encoded = processor.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
-        logits = itm_logits(model, pixel_values, encoded.input_ids, encoded.attention_mask, torch.tensor(index))
+        hidden = itm_hidden(model, pixel_values, encoded.input_ids, encoded.attention_mask, torch.tensor(index))
+        logits = model.itm_head(hidden[:, 0, :])
         target = torch.tensor(targets)
-        loss = torch.nn.functional.cross_entropy(logits, target, weight=weight)
+        loss = _balanced_cross_entropy(logits, target)
+        if word_head is not None:
+            words = word_targets(texts, truths, encoded.input_ids)
+            loss = loss + word_loss * _balanced_cross_entropy(word_head(hidden[words != -100]), words[words != -100])
         accuracy = (logits.argmax(-1) == target).float().mean().item()
         return loss, accuracy
 
-    return _optimise(model, loss_fn, steps, lr, "itm", max(1, steps // 20))
+    return _optimise(model, loss_fn, steps, lr, "itm", max(1, steps // 20), helper=word_head)
+
+
+def _balanced_cross_entropy(logits, target):
+    """Cross-entropy over classes 0/1 with the rarer class weighted up to balance the two."""
+    import torch
+
+    positives = int(target.sum())
+    negatives = len(target) - positives
+    weight = torch.tensor([positives / max(1, negatives), 1.0]) if negatives and positives else None
+    return torch.nn.functional.cross_entropy(logits, target, weight=weight)
 
 
 # ---- inference and evaluation ----------------------------------------------------------------------------
@@ -536,6 +604,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "captions become extra negatives",
     )
     parser.add_argument("--itm-mistakes-per-batch", type=int, default=8)
+    parser.add_argument(
+        "--itm-word-loss", type=float, default=0.0, help="weight of the filter's per-word agreement loss"
+    )
     parser.add_argument("--itm-freeze-vision", action="store_true", help="keep the copied vision tower fixed")
     parser.add_argument("--captioner-from", help="reuse the trained captioner in this demo-model directory")
     parser.add_argument("--eval-samples", type=int, default=256, help="fresh samples to evaluate on; 0 skips")
@@ -600,6 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         args.itm_negatives,
         mistakes,
         args.itm_mistakes_per_batch,
+        args.itm_word_loss,
     )
     itm.requires_grad_(True)
     seconds["itm"] = time.time() - itm_start

@@ -37,9 +37,43 @@ def test_negative_captions_are_always_wrong():
         assert world.normalise(train_demo.negative_caption(scene, rng)) != world.canonical_caption(scene)
 
 
+def test_position_table_tells_rows_from_columns():
+    side = 8
+    table = train_demo.sincos_positions(side * side + 1, 128)[0]
+    assert torch.count_nonzero(table[0]) == 0  # the class token has no place in the grid
+    patches = table[1:].reshape(side, side, -1)
+    for row in range(side):
+        for col in range(side):
+            if row != col:
+                # "right" (row 3, col 6) and "bottom" (row 6, col 3) must look different to the model.
+                assert not torch.allclose(patches[row, col], patches[col, row])
+    assert len({tuple(v.tolist()) for v in table[1:]}) == side * side
+
+
+def test_word_targets_mark_the_wrong_words_of_aligned_captions():
+    processor, _, _ = train_demo.build_models(seed=0)
+    truth = "a small red circle on the left on a green background"
+    texts = [
+        truth,
+        "a small blue circle on the left on a green background",  # one word off
+        "a large red square on the left on a grey background",  # three words off
+        "a small red circle on a green background",  # not aligned: ignored
+        "free shipping",  # not aligned: ignored
+    ]
+    encoded = processor.tokenizer(texts, padding=True, return_tensors="pt")
+    targets = train_demo.word_targets(texts, [truth] * len(texts), encoded.input_ids)
+    n = len(truth.split())
+    assert targets[0, 1 : n + 1].tolist() == [1] * n
+    assert targets[1, 1 : n + 1].tolist() == [0 if w == "blue" else 1 for w in texts[1].split()]
+    assert targets[2, 1 : n + 1].tolist().count(0) == 3
+    assert (targets[3:] == -100).all()
+    assert (targets[:, 0] == -100).all() and (targets[:, n + 1 :] == -100).all()  # [CLS], [SEP], padding
+
+
 def test_a_few_steps_save_models_that_load_by_path(tmp_path):
     out = tmp_path / "demo"
     args = ["--output", str(out), "--steps", "2", "--batch-size", "4", "--eval-samples", "4"]
+    args += ["--itm-mistake-images", "4", "--itm-mistakes-per-batch", "2", "--itm-word-loss", "1"]
     assert train_demo.main(args) == 0
     assert "## Measured on fresh demo data" in (out / "README.md").read_text()
     for name in ("captioner", "itm"):
