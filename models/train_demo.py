@@ -562,11 +562,14 @@ def write_model_card(directory: Path, args: argparse.Namespace, seconds: dict, m
         f"- command (one run, {seconds['total']:.0f} s of training on 2 CPU threads): `python -m models.train_demo "
         f"--output {args.output} --seed {args.seed} --caption-steps {args.caption_steps} --itm-steps {args.itm_steps} "
         f"--batch-size {args.batch_size} --lr {args.lr} --itm-lr {args.itm_lr} --itm-negatives {args.itm_negatives} "
-        f"--itm-mistake-images {args.itm_mistake_images} --itm-mistakes-per-batch {args.itm_mistakes_per_batch}`; "
+        f"--itm-mistake-images {args.itm_mistake_images} --itm-mistakes-per-batch {args.itm_mistakes_per_batch} "
+        f"--itm-word-loss {args.itm_word_loss}{' --itm-freeze-vision' if args.itm_freeze_vision else ''}`; "
         "the filter stage alone reruns on a saved captioner with `--captioner-from DIR` (it has its own seeded "
         "random streams, independent of how the captioner was trained)",
         f"- seconds: captioner {seconds['captioner']:.0f}, itm {seconds['itm']:.0f}, "
         f"total {seconds['total']:.0f} (2 CPU threads)",
+        "- vision towers start from 2-D sine-cosine patch positions: from a random start the captioner told left",
+        "  from right but confused right with bottom",
         '- captioner: teacher-forced on "a picture of " + caption, loss on the caption tokens only',
         "- filter: initialised the BLIP way from the trained captioner (vision tower, and the text decoder's",
         "  embeddings, self-attention, cross-attention and feed-forward into the text encoder; fresh ITM head),",
@@ -576,6 +579,10 @@ def write_model_card(directory: Path, args: argparse.Namespace, seconds: dict, m
         f"  plus, per batch, {args.itm_mistakes_per_batch} images with one of the captioner's own wrong samples "
         f"(from {args.itm_mistake_images} images",
         "  captioned before the filter trains); classes weighted to balance",
+        f"- filter, also: a per-word loss (weight {args.itm_word_loss}) on whether each word of an aligned caption "
+        "agrees with the image,",
+        "  through a training-only head"
+        + ("; the vision tower copied from the captioner is kept frozen" if args.itm_freeze_vision else ""),
         "",
         f"Recommended settings: prompt `{world.PROMPT}`, num_captions {NUM_CAPTIONS}, top_p {TOP_P}, "
         f"min_length {MIN_NEW_TOKENS}, max_length {MAX_NEW_TOKENS} (new tokens), threshold {THRESHOLD}.",
