@@ -154,6 +154,10 @@ def workers(args) -> None:
     SDK process a core; this shows whether anything but the cores limits more processes. On the whole
     machine: one worker on every core (its torch threads use them all) against two, which on a 2-core host
     leaves only what intra-op threads fail to use.
+
+    Besides wall time (start-up and shutdown included), each run prints its steady-state throughput: images
+    over the shard-processing seconds of ``report.json`` divided among the workers, which is what a long run
+    converges to once the per-process start-up is paid.
     """
     work = Path(tempfile.mkdtemp(prefix="capfilt-bench-"))
     pattern = write_shards(work / "in", args.shards, args.per_shard)
@@ -164,16 +168,24 @@ def workers(args) -> None:
         ("1 worker, all cores", 1, every_core),
         (f"2 workers, {min(2, len(every_core))} cores", 2, every_core[:2]),
     )
-    times = {}
+    times, steady = {}, {}
     for name, count, cores in runs:
         beam = [f"--direct_num_workers={count}", "--direct_running_mode=multi_processing"] if count > 1 else []
         # Threads come from the run's policy (usable cores / processes), so a pinned run gets one per core.
         seconds, _, _ = measured(pipeline_command(pattern, work / "out", ["runtime.threads=0"], beam), cores=cores)
-        times[name] = seconds
-        print(f"{name} (cores {cores}): {seconds:.1f} s, {images / seconds:.1f} img/s", flush=True)
-    one_core, all_cores, two = (times[r[0]] for r in runs)
-    print(f"2 workers / 1 worker, a core each: {one_core / two:.3f}")
-    print(f"2 workers / 1 worker on all cores: {all_cores / two:.3f}")
+        shard_seconds = json.loads((work / "out" / "report.json").read_text())["totals"]["model_seconds"]
+        times[name], steady[name] = seconds, images / (shard_seconds / count)
+        print(
+            f"{name} (cores {cores}): {seconds:.1f} s, {images / seconds:.1f} img/s; "
+            f"steady state {steady[name]:.1f} img/s",
+            flush=True,
+        )
+    one_core, all_cores, two = (r[0] for r in runs)
+    for label, one in (("a core each", one_core), ("on all cores", all_cores)):
+        print(
+            f"2 workers / 1 worker, {label}: {times[one] / times[two]:.3f} wall, "
+            f"{steady[two] / steady[one]:.3f} steady state"
+        )
 
 
 def precision(args) -> None:
