@@ -232,12 +232,12 @@ def init_filter_from_captioner(itm, captioner) -> None:
         raise ValueError(f"captioner and filter text towers differ: missing {missing}, unexpected {unexpected}")
 
 
-def itm_hidden(model, pixel_values, input_ids, attention_mask, image_index):
+def grounded_text(model, image_embeds, input_ids, attention_mask, image_index):
     """The image-grounded text encoder's last hidden states for text ``i`` against image ``image_index[i]``,
-    the vision tower run once per image."""
+    ``image_embeds`` being the vision tower's output, one row per image."""
     import torch
 
-    image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state[image_index]
+    image_embeds = image_embeds[image_index]
     image_atts = torch.ones(image_embeds.shape[:-1], dtype=torch.long)
     return model.text_encoder(
         input_ids=input_ids,
@@ -249,8 +249,28 @@ def itm_hidden(model, pixel_values, input_ids, attention_mask, image_index):
 
 def itm_logits(model, pixel_values, input_ids, attention_mask, image_index):
     """ITM logits of text ``i`` against image ``image_index[i]``: the same computation as
-    ``BlipForImageTextRetrieval(..., use_itm_head=True)`` with repeated images."""
-    return model.itm_head(itm_hidden(model, pixel_values, input_ids, attention_mask, image_index)[:, 0, :])
+    ``BlipForImageTextRetrieval(..., use_itm_head=True)`` with repeated images, the vision tower run once
+    per image."""
+    image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state
+    return model.itm_head(grounded_text(model, image_embeds, input_ids, attention_mask, image_index)[:, 0, :])
+
+
+def hardest_changes(model, tokenizer, scenes: list[world.Scene], image_embeds, rng: random.Random) -> list[str]:
+    """Per scene, the caption of a one-factor change (one drawn per ``world.FACTORS``) that the filter, as it
+    is now, scores most like a match: the near miss it is currently worst at, mined the way BLIP mines its
+    hard negatives by the model's own similarity. Which confusions are hard (top for left, circle for square)
+    is found by the model, not written into the generator."""
+    import torch
+
+    factors = len(world.FACTORS)
+    texts = [world.canonical_caption(world.perturb_scene(s, rng, f)) for s in scenes for f in world.FACTORS]
+    encoded = tokenizer(texts, padding=True, return_tensors="pt")
+    index = torch.arange(len(scenes)).repeat_interleave(factors)
+    with torch.no_grad():
+        hidden = grounded_text(model, image_embeds.detach(), encoded.input_ids, encoded.attention_mask, index)
+        logits = model.itm_head(hidden[:, 0, :])
+    hardest = (logits[:, 1] - logits[:, 0]).view(len(scenes), factors).argmax(1).tolist()
+    return [texts[i * factors + f] for i, f in enumerate(hardest)]
 
 
 def word_targets(texts: list[str], truths: list[str], input_ids):
@@ -300,10 +320,12 @@ def train_itm(
     mistakes: list | None = None,
     mistakes_per_batch: int = 0,
     word_loss: float = 0.0,
+    mined: bool = False,
 ):
     """Train ``model`` (``BlipForImageTextRetrieval``) on the ITM head: per image its caption and
     ``negatives`` wrong ones, the classes weighted to balance; returns the seconds taken.
 
+    With ``mined``, one of each image's wrong captions is its hardest one-factor change (``hardest_changes``).
     With ``mistakes`` (``captioner_mistakes``), each batch also holds ``mistakes_per_batch`` of those images
     with their caption and one of the captioner's wrong captions for it. With ``word_loss`` > 0, a
     training-only linear head also classifies every token as agreeing with the image or not
@@ -315,28 +337,29 @@ def train_itm(
 
     def loss_fn():
         scenes, images = draw_images(rng, batch_size)
+        picked = [mistakes[rng.randrange(len(mistakes))] for _ in range(mistakes_per_batch)] if mistakes else []
         pixel_values = processor(images=images, return_tensors="pt").pixel_values
+        if picked:
+            pixel_values = torch.cat([pixel_values, torch.stack([p[1] for p in picked])])
+        image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state
+        hard = hardest_changes(model, processor.tokenizer, scenes, image_embeds[:batch_size], rng) if mined else None
         texts, truths, index, targets = [], [], [], []
         for i, scene in enumerate(scenes):
             truth = world.canonical_caption(scene)
-            texts.append(truth)
-            targets.append(1)
-            for _ in range(negatives):
-                texts.append(negative_caption(scene, rng))
-                targets.append(0)
-            truths += [truth] * (1 + negatives)
-            index += [i] * (1 + negatives)
-        if mistakes and mistakes_per_batch:
-            picked = [mistakes[rng.randrange(len(mistakes))] for _ in range(mistakes_per_batch)]
-            for j, (scene, _, wrong) in enumerate(picked):
-                truth = world.canonical_caption(scene)
-                texts += [truth, rng.choice(wrong)]
-                truths += [truth, truth]
-                index += [batch_size + j] * 2
-                targets += [1, 0]
-            pixel_values = torch.cat([pixel_values, torch.stack([p[1] for p in picked])])
+            wrong = [hard[i]] if hard else []
+            wrong += [negative_caption(scene, rng) for _ in range(negatives - len(wrong))]
+            texts += [truth] + wrong
+            targets += [1] + [0] * len(wrong)
+            truths += [truth] * (1 + len(wrong))
+            index += [i] * (1 + len(wrong))
+        for j, (scene, _, wrong) in enumerate(picked):
+            truth = world.canonical_caption(scene)
+            texts += [truth, rng.choice(wrong)]
+            truths += [truth, truth]
+            index += [batch_size + j] * 2
+            targets += [1, 0]
         encoded = processor.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
-        hidden = itm_hidden(model, pixel_values, encoded.input_ids, encoded.attention_mask, torch.tensor(index))
+        hidden = grounded_text(model, image_embeds, encoded.input_ids, encoded.attention_mask, torch.tensor(index))
         logits = model.itm_head(hidden[:, 0, :])
         target = torch.tensor(targets)
         loss = _balanced_cross_entropy(logits, target)
@@ -563,7 +586,8 @@ def write_model_card(directory: Path, args: argparse.Namespace, seconds: dict, m
         f"--output {args.output} --seed {args.seed} --caption-steps {args.caption_steps} --itm-steps {args.itm_steps} "
         f"--batch-size {args.batch_size} --lr {args.lr} --itm-lr {args.itm_lr} --itm-negatives {args.itm_negatives} "
         f"--itm-mistake-images {args.itm_mistake_images} --itm-mistakes-per-batch {args.itm_mistakes_per_batch} "
-        f"--itm-word-loss {args.itm_word_loss}{' --itm-freeze-vision' if args.itm_freeze_vision else ''}`; "
+        f"--itm-word-loss {args.itm_word_loss} --{'' if args.itm_freeze_vision else 'no-'}itm-freeze-vision "
+        f"--{'' if args.itm_mined else 'no-'}itm-mined`; "
         "the filter stage alone reruns on a saved captioner with `--captioner-from DIR` (it has its own seeded "
         "random streams, independent of how the captioner was trained)",
         f"- seconds: captioner {seconds['captioner']:.0f}, itm {seconds['itm']:.0f}, "
@@ -583,6 +607,14 @@ def write_model_card(directory: Path, args: argparse.Namespace, seconds: dict, m
         "agrees with the image,",
         "  through a training-only head"
         + ("; the vision tower copied from the captioner is kept frozen" if args.itm_freeze_vision else ""),
+    ]
+    if args.itm_mined:
+        lines += [
+            "- filter, mined negatives: one of each image's wrong captions is, of one change per factor (colour,",
+            "  shape, size, position, background), the one the filter scores highest at that step; the model finds",
+            "  its own confusions (top for left, circle for square) instead of a fixed mix of noise",
+        ]
+    lines += [
         "",
         f"Recommended settings: prompt `{world.PROMPT}`, num_captions {NUM_CAPTIONS}, top_p {TOP_P}, "
         f"min_length {MIN_NEW_TOKENS}, max_length {MAX_NEW_TOKENS} (new tokens), threshold {THRESHOLD}.",
@@ -597,24 +629,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", default="models/demo", help="directory for captioner/ and itm/")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, help="set both --caption-steps and --itm-steps (quick runs)")
-    parser.add_argument("--caption-steps", type=int, default=2400)
-    parser.add_argument("--itm-steps", type=int, default=1000)
+    parser.add_argument("--caption-steps", type=int, default=4000)
+    parser.add_argument("--itm-steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--itm-lr", type=float, default=5e-4, help="the filter diverges at the captioner's rate")
+    parser.add_argument("--itm-lr", type=float, default=1e-3, help="the filter diverges at the captioner's rate")
     parser.add_argument("--itm-negatives", type=int, default=2, help="generated wrong captions per image")
     parser.add_argument(
         "--itm-mistake-images",
         type=int,
-        default=0,
+        default=512,
         help="fresh images the trained captioner captions before the filter trains; its wrong "
         "captions become extra negatives",
     )
     parser.add_argument("--itm-mistakes-per-batch", type=int, default=8)
     parser.add_argument(
-        "--itm-word-loss", type=float, default=0.0, help="weight of the filter's per-word agreement loss"
+        "--itm-word-loss", type=float, default=1.0, help="weight of the filter's per-word agreement loss"
     )
-    parser.add_argument("--itm-freeze-vision", action="store_true", help="keep the copied vision tower fixed")
+    parser.add_argument(
+        "--itm-freeze-vision",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep the vision tower copied from the captioner fixed",
+    )
+    parser.add_argument(
+        "--itm-mined",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="make one of each image's wrong captions the one-factor change the filter currently scores highest",
+    )
     parser.add_argument("--captioner-from", help="reuse the trained captioner in this demo-model directory")
     parser.add_argument("--eval-samples", type=int, default=256, help="fresh samples to evaluate on; 0 skips")
     parser.add_argument("--eval-seed", type=int, default=1000)
@@ -679,6 +722,7 @@ def main(argv: list[str] | None = None) -> int:
         mistakes,
         args.itm_mistakes_per_batch,
         args.itm_word_loss,
+        args.itm_mined,
     )
     itm.requires_grad_(True)
     seconds["itm"] = time.time() - itm_start

@@ -194,15 +194,20 @@ def boilerplate_caption(rng: random.Random) -> str:
     return rng.choice(templates)()
 
 
-def perturb_scene(scene: Scene, rng: random.Random) -> Scene:
+FACTORS = ("colour", "shape", "size", "position", "background")
+
+
+def perturb_scene(scene: Scene, rng: random.Random, factor: str | None = None) -> Scene:
     """``scene`` with one factor (the background, or one object's colour, shape, size or position) replaced
     by another valid value; its caption differs from the original's in exactly one word.
 
     Args:
         scene: the scene to change.
         rng: the random source.
+        factor: which of ``FACTORS`` to change; drawn from ``rng`` when None.
     """
-    factor = rng.choice(("colour", "shape", "size", "position", "background"))
+    if factor is None:
+        factor = rng.choice(FACTORS)
     if factor == "background":
         new = rng.choice([c for c in sorted(COLOURS) if c != scene.background])
         return Scene(new, scene.things, scene.jitter)

@@ -139,6 +139,24 @@ def test_one_word_off_changes_exactly_one_word_for_every_factor():
     assert set(changed) == {"colour", "shape", "size", "position"}
 
 
+def test_perturb_scene_changes_the_factor_asked_for():
+    rng = random.Random(2)
+    values = {"colour": set(world.COLOURS), "shape": set(world.SHAPES), "size": set(world.SIZES)}
+    values["position"] = set(world.POSITIONS)
+    for _ in range(100):
+        scene = world.sample_scene(rng)
+        for factor in world.FACTORS:
+            changed = world.perturb_scene(scene, rng, factor)
+            if factor == "background":
+                assert changed.background != scene.background and changed.things == scene.things
+                continue
+            assert changed.background == scene.background
+            (new, old), *rest = [(n, o) for n, o in zip(changed.things, scene.things) if n != o]
+            assert not rest
+            assert getattr(new, factor) != getattr(old, factor) and getattr(new, factor) in values[factor]
+            assert all(getattr(new, f) == getattr(old, f) for f in values if f != factor)
+
+
 def test_render_is_deterministic_and_draws_the_scene():
     scene = world.Scene("black", (world.Thing("large", "red", "square", "left"),), jitter=7)
     image = world.render(scene)

@@ -50,6 +50,24 @@ def test_position_table_tells_rows_from_columns():
     assert len({tuple(v.tolist()) for v in table[1:]}) == side * side
 
 
+def test_hardest_changes_are_the_near_misses_the_filter_scores_highest():
+    processor, _, itm = train_demo.build_models(seed=0)
+    itm.eval()
+    scenes, images = train_demo.draw_images(random.Random(3), 4)
+    pixel_values = processor(images=images, return_tensors="pt").pixel_values
+    with torch.no_grad():
+        embeds = itm.vision_model(pixel_values=pixel_values).last_hidden_state
+    hardest = train_demo.hardest_changes(itm, processor.tokenizer, scenes, embeds, random.Random(7))
+    rng = random.Random(7)  # the same draws, scored image by image through the pipeline's scoring path
+    for scene, image, chosen in zip(scenes, images, hardest):
+        options = [world.canonical_caption(world.perturb_scene(scene, rng, f)) for f in world.FACTORS]
+        scores = train_demo.score_pairs(itm, processor, [image], [options])[0]
+        assert chosen in options
+        assert scores[options.index(chosen)] == pytest.approx(max(scores), abs=1e-5)
+        truth = world.canonical_caption(scene).split()
+        assert sum(a != b for a, b in zip(chosen.split(), truth)) == 1
+
+
 def test_word_targets_mark_the_wrong_words_of_aligned_captions():
     processor, _, _ = train_demo.build_models(seed=0)
     truth = "a small red circle on the left on a green background"
@@ -73,7 +91,7 @@ def test_word_targets_mark_the_wrong_words_of_aligned_captions():
 def test_a_few_steps_save_models_that_load_by_path(tmp_path):
     out = tmp_path / "demo"
     args = ["--output", str(out), "--steps", "2", "--batch-size", "4", "--eval-samples", "4"]
-    args += ["--itm-mistake-images", "4", "--itm-mistakes-per-batch", "2", "--itm-word-loss", "1"]
+    args += ["--itm-mistake-images", "4", "--itm-mistakes-per-batch", "2", "--itm-word-loss", "1", "--itm-mined"]
     assert train_demo.main(args) == 0
     assert "## Measured on fresh demo data" in (out / "README.md").read_text()
     for name in ("captioner", "itm"):
