@@ -114,8 +114,8 @@ def test_a_few_steps_save_models_that_load_by_path(tmp_path):
 
 @pytest.mark.skipif(not (SHIPPED / "itm" / "model.safetensors").is_file(), reason="demo models not trained")
 def test_shipped_models_hold_their_measured_quality():
-    """Issue 3's goals on a fresh seed of demo data (models/demo/README.md measures kept accuracy 0.976,
-    clean yield 0.969 on another seed)."""
+    """Issue 3's goals on a fresh seed of demo data (models/demo/README.md measures kept accuracy 0.980,
+    clean yield 0.963 on another seed)."""
     processor, captioner, itm = train_demo.load_models(SHIPPED)
     metrics = train_demo.evaluate_models(captioner, itm, processor, samples=128, seed=424242)
     evaluation = metrics["evaluation"]
@@ -128,6 +128,8 @@ def test_shipped_models_hold_their_measured_quality():
     assert rows["filter"]["accuracy"] > rows["none"]["accuracy"]
     assert rows["captioner"]["clean_yield"] > rows["none"]["clean_yield"]
     assert rows["capfilt"]["accuracy"] > rows["none"]["accuracy"]
+    # The filter catches the captioner's own slips: what CapFilt keeps is cleaner than the captioner alone.
+    assert rows["capfilt"]["accuracy"] > rows["captioner"]["accuracy"]
     assert rows["capfilt"]["clean_yield"] > rows["none"]["clean_yield"]
     sizes = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file())
     assert sizes <= 20e6
