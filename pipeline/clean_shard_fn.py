@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 import uuid
@@ -28,8 +29,6 @@ class LoadedModels:
 
 
 def load_models(config: RunConfig, threads: int) -> LoadedModels:
-    import gc
-
     import torch
 
     from models.captioner import Captioner

@@ -34,6 +34,8 @@ SIZES = ("small", "large")
 POSITIONS = ("left", "right", "top", "bottom")
 # Two-object scenes are laid out side by side or one above the other; the caption names the first slot first.
 LAYOUTS = (("left", "right"), ("top", "bottom"))
+# What one-word changes of a caption change (perturb_scene).
+FACTORS = ("colour", "shape", "size", "position", "background")
 PROMPT = "a picture of"
 NOISE_KINDS = ("correct", "other_image", "one_word_off", "boilerplate", "empty", "missing")
 VOCABULARY = tuple(
@@ -192,9 +194,6 @@ def boilerplate_caption(rng: random.Random) -> str:
         lambda: f"{n} views",
     )
     return rng.choice(templates)()
-
-
-FACTORS = ("colour", "shape", "size", "position", "background")
 
 
 def perturb_scene(scene: Scene, rng: random.Random, factor: str | None = None) -> Scene:
