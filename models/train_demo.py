@@ -445,6 +445,7 @@ def evaluate_models(
     threshold: float = THRESHOLD,
     correct_fraction: float = 0.4,
     batch_size: int = 32,
+    noise_mix: dict[str, float] | None = None,
 ) -> dict:
     """Run CapFilt with the HF models over fresh demo samples and measure it against the ground truth.
 
@@ -454,11 +455,13 @@ def evaluate_models(
         num_captions, top_p, threshold: the CapFilt settings.
         correct_fraction: the fraction of correct web captions in the fresh data.
         batch_size: images per model call.
+        noise_mix: weights per noise kind (``world.parse_noise_mix``), used instead of ``correct_fraction``.
 
     Returns:
         ``caption_exact`` (synthetic captions exactly right), ``caption_any`` (images with at least one
         right), ``itm`` (mean scores, pass rates and AUC of correct vs wrong captions), ``evaluation``
-        (``evaluate_rows``) and ``ablation`` (``ablation_rows``).
+        (``evaluate_rows``), ``ablation`` (``ablation_rows``) and ``rows`` (the parquet-like rows those
+        were computed from).
     """
     import torch
 
@@ -468,7 +471,7 @@ def evaluate_models(
     for start in range(0, samples, batch_size):
         batch = []
         for i in range(start, min(samples, start + batch_size)):
-            members = world.make_sample(f"eval_{i:06d}", rng, correct_fraction)
+            members = world.make_sample(f"eval_{i:06d}", rng, correct_fraction, noise_mix)
             meta = next(v for k, v in members.items() if k.endswith(".json"))
             image = next(v for k, v in members.items() if k.endswith((".jpg", ".png")))
             text = next((v.decode() for k, v in members.items() if k.endswith(".txt")), None)
@@ -527,6 +530,7 @@ def evaluate_models(
         },
         "evaluation": evaluate_rows(rows),
         "ablation": ablation_rows(rows, threshold),
+        "rows": rows,
     }
 
 

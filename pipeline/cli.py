@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--samples-per-shard", type=int, default=64)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--correct-fraction", type=float, default=0.4)
+    demo.add_argument(
+        "--noise-mix",
+        metavar="KIND=W,...",
+        help="weights per noise kind instead of --correct-fraction, e.g. correct=0.3,one_word_off=0.5,other_image=0.2",
+    )
 
     evaluate = commands.add_parser("eval", help="demo world only: caption quality against ground truth")
     evaluate.add_argument("output_dir")
@@ -231,11 +236,17 @@ def _print_evaluation(output_dir: str, ablation: bool = False) -> None:
 
 
 def _demo_data(args) -> int:
-    from pipeline.demo_world import write_demo_shards
+    from pipeline.demo_world import parse_noise_mix, write_demo_shards
 
     if args.shards < 1 or args.samples_per_shard < 1:
         raise UsageError("--shards and --samples-per-shard must be at least 1")
-    paths = write_demo_shards(args.output, args.shards, args.samples_per_shard, args.seed, args.correct_fraction)
+    if not 0.0 <= args.correct_fraction <= 1.0:
+        raise UsageError(f"--correct-fraction must be within [0, 1], got {args.correct_fraction}")
+    try:
+        mix = parse_noise_mix(args.noise_mix) if args.noise_mix is not None else None
+    except ValueError as exc:
+        raise UsageError(f"--noise-mix: {exc}") from None
+    paths = write_demo_shards(args.output, args.shards, args.samples_per_shard, args.seed, args.correct_fraction, mix)
     print(f"capfilt: wrote {len(paths)} shard(s) to {args.output}", file=sys.stderr)
     return 0
 

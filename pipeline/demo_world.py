@@ -257,8 +257,40 @@ def web_caption(scene: Scene, kind: str, rng: random.Random) -> str | None:
     raise ValueError(f"unknown noise kind {kind!r}; expected one of {', '.join(NOISE_KINDS)}")
 
 
-def noise_kind(rng: random.Random, correct_fraction: float) -> str:
-    """Draw a noise kind: ``correct`` with probability ``correct_fraction``, else a uniform other kind."""
+def parse_noise_mix(text: str) -> dict[str, float]:
+    """A noise mix written as ``"correct=0.3,one_word_off=0.5,other_image=0.2"``: relative weights per kind of
+    ``NOISE_KINDS``, kinds not named weighing 0. Raises ``ValueError`` naming what is wrong."""
+    mix: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, sep, weight = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            mix[kind.strip()] = float(weight)
+        except ValueError:
+            raise ValueError(f"{part!r} is not KIND=WEIGHT") from None
+    check_noise_mix(mix)
+    return mix
+
+
+def check_noise_mix(mix: dict[str, float]) -> None:
+    """Raise ``ValueError`` unless ``mix`` weighs known noise kinds with finite weights >= 0, not all 0."""
+    unknown = sorted(set(mix) - set(NOISE_KINDS))
+    if unknown:
+        raise ValueError(f"unknown noise kind {unknown[0]!r}; expected some of {', '.join(NOISE_KINDS)}")
+    bad = [kind for kind, weight in mix.items() if not 0.0 <= weight < float("inf")]
+    if bad:
+        raise ValueError(f"noise kind {bad[0]!r} needs a weight >= 0, got {mix[bad[0]]}")
+    if not sum(mix.values()) > 0:
+        raise ValueError("a noise mix needs at least one kind with a weight above 0")
+
+
+def noise_kind(rng: random.Random, correct_fraction: float, mix: dict[str, float] | None = None) -> str:
+    """Draw a noise kind: from ``mix`` (weights per kind, ``check_noise_mix``) when given; otherwise
+    ``correct`` with probability ``correct_fraction``, else a uniform other kind."""
+    if mix is not None:
+        kinds = [kind for kind in NOISE_KINDS if mix.get(kind, 0.0) > 0]
+        return rng.choices(kinds, weights=[mix[kind] for kind in kinds])[0]
     if rng.random() < correct_fraction:
         return "correct"
     return rng.choice(NOISE_KINDS[1:])
@@ -274,16 +306,19 @@ def encode_image(image: Image.Image, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def make_sample(key: str, rng: random.Random, correct_fraction: float = 0.4) -> dict[str, bytes]:
+def make_sample(
+    key: str, rng: random.Random, correct_fraction: float = 0.4, noise_mix: dict[str, float] | None = None
+) -> dict[str, bytes]:
     """One WebDataset sample as ``{member name: bytes}``: image, web caption (unless missing) and json.
 
     Args:
         key: the sample key, e.g. ``00000_000012``.
         rng: the random source.
         correct_fraction: the probability that the web caption is the canonical one.
+        noise_mix: weights per noise kind (``parse_noise_mix``), used instead of ``correct_fraction``.
     """
     scene = sample_scene(rng)
-    kind = noise_kind(rng, correct_fraction)
+    kind = noise_kind(rng, correct_fraction, noise_mix)
     text = web_caption(scene, kind, rng)
     fmt = "png" if rng.random() < PNG_FRACTION else "jpg"
     meta = {"gt_caption": canonical_caption(scene), "noise": kind, "url": f"https://demo.capfilt/{key}.{fmt}"}
@@ -295,7 +330,12 @@ def make_sample(key: str, rng: random.Random, correct_fraction: float = 0.4) -> 
 
 
 def write_demo_shards(
-    output_dir: str, shards: int = 4, samples_per_shard: int = 64, seed: int = 0, correct_fraction: float = 0.4
+    output_dir: str,
+    shards: int = 4,
+    samples_per_shard: int = 64,
+    seed: int = 0,
+    correct_fraction: float = 0.4,
+    noise_mix: dict[str, float] | None = None,
 ) -> list[str]:
     """Write ``shards`` demo WebDataset tars ``00000.tar``, ``00001.tar``, ... into ``output_dir``.
 
@@ -309,12 +349,16 @@ def write_demo_shards(
         seed: the world seed.
         correct_fraction: the fraction of samples whose web caption is correct; the rest is spread evenly
             over the other noise kinds.
+        noise_mix: weights per noise kind (``parse_noise_mix``), replacing ``correct_fraction``: other
+            proportions of the same kinds of damage.
 
     Returns:
         The paths of the tars, in order.
     """
     if not 0.0 <= correct_fraction <= 1.0:
         raise ValueError(f"correct_fraction must be within [0, 1], got {correct_fraction}")
+    if noise_mix is not None:
+        check_noise_mix(noise_mix)
     os.makedirs(output_dir, exist_ok=True)
     paths = []
     for shard in range(shards):
@@ -323,7 +367,7 @@ def write_demo_shards(
         temp = f"{path}.tmp-{os.getpid()}"
         with open(temp, "wb") as handle, DeterministicTarWriter(handle) as writer:
             for index in range(samples_per_shard):
-                for name, data in make_sample(f"{shard:05d}_{index:06d}", rng, correct_fraction).items():
+                for name, data in make_sample(f"{shard:05d}_{index:06d}", rng, correct_fraction, noise_mix).items():
                     writer.add(name, data)
         os.replace(temp, path)
         paths.append(path)

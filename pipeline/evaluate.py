@@ -163,6 +163,38 @@ def ablation_rows(rows: list[dict], threshold: float, web_margin: float = 0.0) -
     return results
 
 
+MISS_KINDS = ("no_correct_candidate", "correct_rejected", "outranked_by_web", "outranked_by_synthetic")
+
+
+def capfilt_misses(rows: list[dict], threshold: float, web_margin: float = 0.0) -> dict[str, int]:
+    """Why CapFilt did not keep a correct caption, counted over ``rows``: the captioner's miss
+    (``no_correct_candidate``: neither the web caption nor any synthetic one was right) or the filter's (a right
+    one was there but every candidate scored below ``threshold``, or a wrong web or synthetic caption
+    outscored it).
+
+    Args:
+        rows: parquet rows as dicts, as for ``ablation_rows``.
+        threshold, web_margin: the run's filter settings.
+    """
+    misses = dict.fromkeys(MISS_KINDS, 0)
+    for row in rows:
+        truth = _truth(row)[0]
+        chosen = _ablation_choice(row, "capfilt", threshold, web_margin)
+        if _correct(chosen, truth):
+            continue
+        web = row.get("web_text") if row.get("web_score") is not None else None
+        candidates = ([web] if web is not None else []) + list(row.get("synthetic_texts") or [])
+        if not any(_correct(text, truth) for text in candidates):
+            misses["no_correct_candidate"] += 1
+        elif chosen is None:
+            misses["correct_rejected"] += 1
+        elif chosen == web:
+            misses["outranked_by_web"] += 1
+        else:
+            misses["outranked_by_synthetic"] += 1
+    return misses
+
+
 def evaluate(output_dir: str) -> dict:
     """Quality of the run in ``output_dir`` against the demo ground truth; see ``evaluate_rows``.
 

@@ -80,6 +80,10 @@ def test_packaged_config_has_the_named_pipelines():
         (["run", "demo", "--", "--runner=NoSuchRunner"], "is not a Beam runner"),
         (["frobnicate"], "invalid choice"),
         (["run", "demo", "--input", "{DUP}/*/00000.tar*"], "would both write 00000.tar"),
+        (["demo-data", "--output", "out", "--correct-fraction", "1.5"], "--correct-fraction must be within"),
+        (["demo-data", "--output", "out", "--noise-mix", "correct=1,spam=2"], "unknown noise kind 'spam'"),
+        (["demo-data", "--output", "out", "--noise-mix", "correct"], "'correct' is not KIND=WEIGHT"),
+        (["demo-data", "--output", "out", "--noise-mix", "correct=0,empty=0"], "at least one kind"),
     ],
 )
 def test_cli_configuration_errors_exit_2_with_one_line(argv, fragment, capsys, tmp_path, monkeypatch):

@@ -96,6 +96,31 @@ def test_correct_fraction_is_honoured(tmp_path):
         world.write_demo_shards(str(tmp_path), correct_fraction=1.5)
 
 
+def test_a_noise_mix_replaces_the_default_proportions(tmp_path):
+    mix = {"correct": 1.0, "one_word_off": 3.0, "missing": 0.0}
+    paths = world.write_demo_shards(str(tmp_path), shards=1, samples_per_shard=200, seed=1, noise_mix=mix)
+    samples = _samples(paths)
+    kinds = collections.Counter(json.loads(m["json"])["noise"] for m in samples.values())
+    assert set(kinds) == {"correct", "one_word_off"} and 125 <= kinds["one_word_off"] <= 175, kinds
+    for members in samples.values():
+        meta = json.loads(members["json"])
+        correct = world.normalise(members["txt"].decode()) == world.normalise(meta["gt_caption"])
+        assert correct == (meta["noise"] == "correct")
+    # The same mix gives the same bytes; the default mix is not affected by the option existing.
+    again = world.write_demo_shards(str(tmp_path / "again"), shards=1, samples_per_shard=200, seed=1, noise_mix=mix)
+    assert _members(again[0]) == _members(paths[0])
+
+
+@pytest.mark.parametrize(
+    "text,fragment",
+    [("correct=1,spam=1", "unknown noise kind 'spam'"), ("correct", "not KIND=WEIGHT"), ("empty=-1", ">= 0")],
+)
+def test_bad_noise_mixes_are_refused(text, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        world.parse_noise_mix(text)
+    assert world.parse_noise_mix(" correct=0.3, one_word_off=0.7 ") == {"correct": 0.3, "one_word_off": 0.7}
+
+
 def test_normalise():
     assert world.normalise("  A Large, RED circle!\n on the   left. ") == "a large red circle on the left"
     assert world.normalise("IMG_2031.JPG") == "img 2031 jpg"

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.evaluate import ablation, evaluate, format_ablation, format_evaluation
+from pipeline.evaluate import ablation, capfilt_misses, evaluate, format_ablation, format_evaluation
 from pipeline.writer import ROW_SCHEMA
 
 SCHEMA = ROW_SCHEMA  # the writer's own schema, so evaluation reads what the pipeline writes
@@ -124,6 +124,31 @@ def test_ablation_uses_the_runs_threshold_and_web_margin(tmp_path):
     margin = {r["name"]: r for r in ablation(_write_run(tmp_path / "margin", web_margin=0.1, shards=(close,)))}
     assert margin["filter"]["kept"] == 1
     assert (margin["capfilt"]["kept"], margin["capfilt"]["kept_correct"]) == (1, 0)
+
+
+def test_capfilt_misses_say_whose_mistake_each_lost_image_is():
+    rows = (
+        ROWS_A
+        + ROWS_B
+        + [
+            # A right web caption outscored by a wrong synthetic one.
+            _row("c0", "kept", WRONG, "synthetic", 0.7, G[1], 0.6, [WRONG], [0.7], G[1], "correct"),
+            # A wrong web caption outscoring a right synthetic one.
+            _row("c1", "kept", WRONG, "web", 0.9, WRONG, 0.9, [G[2], WRONG], [0.8, 0.2], G[2], "one_word_off"),
+            # The right caption was there, but below the threshold.
+            _row("c2", "below_threshold", None, None, None, None, None, [G[3]], [0.3], G[3], "missing"),
+        ]
+    )
+    misses = capfilt_misses(rows, threshold=0.5)
+    # a2, b1: no candidate was right; b2: never captioned; b3: no ground truth.
+    assert misses == {
+        "no_correct_candidate": 4,
+        "correct_rejected": 1,
+        "outranked_by_web": 1,
+        "outranked_by_synthetic": 1,
+    }
+    # At a lower threshold c2 is kept, and c0's wrong synthetic caption still wins.
+    assert capfilt_misses(rows, threshold=0.25)["correct_rejected"] == 0
 
 
 def test_evaluate_needs_parquet(tmp_path):
