@@ -80,7 +80,7 @@ def test_packaged_config_has_the_named_pipelines():
         (["run", "demo", "--", "--runner=NoSuchRunner"], "is not a Beam runner"),
         (["frobnicate"], "invalid choice"),
         (["run", "demo", "--input", "{DUP}/*/00000.tar*"], "would both write 00000.tar"),
-        (["demo-data", "--output", "out", "--correct-fraction", "1.5"], "--correct-fraction must be within"),
+        (["demo-data", "--output", "out", "--correct-fraction", "1.5"], "correct_fraction must be within"),
         (["demo-data", "--output", "out", "--noise-mix", "correct=1,spam=2"], "unknown noise kind 'spam'"),
         (["demo-data", "--output", "out", "--noise-mix", "correct"], "'correct' is not KIND=WEIGHT"),
         (["demo-data", "--output", "out", "--noise-mix", "correct=0,empty=0"], "at least one kind"),

@@ -106,7 +106,7 @@ def test_a_noise_mix_replaces_the_default_proportions(tmp_path):
         meta = json.loads(members["json"])
         correct = world.normalise(members["txt"].decode()) == world.normalise(meta["gt_caption"])
         assert correct == (meta["noise"] == "correct")
-    # The same mix gives the same bytes; the default mix is not affected by the option existing.
+    # The same mix and seed give the same bytes.
     again = world.write_demo_shards(str(tmp_path / "again"), shards=1, samples_per_shard=200, seed=1, noise_mix=mix)
     assert _members(again[0]) == _members(paths[0])
 
