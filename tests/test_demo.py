@@ -44,5 +44,6 @@ def test_ci_pipeline_passes_its_gates_and_fails_a_strict_one(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     assert main(["run", "ci"]) == 0
     assert (tmp_path / "capfilt-ci" / "output" / "_SUCCESS").exists()
-    assert main(["run", "ci", "--set", "gates.min_accuracy=0.99"]) == 1
+    # The shipped models keep 2 wrong captions of 254 on the ci data (accuracy 0.992): a perfect-accuracy gate fails.
+    assert main(["run", "ci", "--set", "gates.min_accuracy=1.0"]) == 1
     assert "gate failed: min-accuracy" in capsys.readouterr().err
