@@ -37,6 +37,9 @@ TOP_P = 0.9
 MIN_NEW_TOKENS = 5
 MAX_NEW_TOKENS = 24
 THRESHOLD = 0.5
+# Share of each true caption's words the filter's masked-word loss hides (BERT and ALBEF mask 15% of tokens;
+# these captions are short and nearly half their words are the template's "a", "on" and "the").
+MASK_RATE = 0.25
 # Written next to the captioner: its training settings and seconds, read back by --captioner-from.
 TRAINING_RECORD = "training.json"
 
@@ -157,8 +160,8 @@ def _optimise(
     ``helper`` (a training-only module, not saved); returns the seconds taken.
 
     With ``bfloat16`` the forward pass runs under CPU autocast (matmuls in bfloat16, weights, gradients and
-    optimiser state in float32): 1.7x faster per step on a CPU with native bfloat16 (avx512_bf16, AMX),
-    slower on one without."""
+    optimiser state in float32): 1.7x faster per step on this project's CPU, which has native bfloat16
+    (avx512_bf16); a CPU without it emulates bfloat16 and gains nothing."""
     import torch
 
     model.train()
@@ -377,9 +380,9 @@ def train_itm(
             pixel_values = torch.cat([pixel_values, torch.stack([p[1] for p in picked])])
         image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state
         hard = hardest_changes(model, processor.tokenizer, scenes, image_embeds[:batch_size], rng) if mined else None
+        captions = [world.canonical_caption(scene) for scene in scenes]
         texts, truths, index, targets = [], [], [], []
-        for i, scene in enumerate(scenes):
-            truth = world.canonical_caption(scene)
+        for i, (scene, truth) in enumerate(zip(scenes, captions)):
             wrong = [hard[i]] if hard else []
             wrong += [negative_caption(scene, rng) for _ in range(negatives - len(wrong))]
             texts += [truth] + wrong
@@ -401,11 +404,9 @@ def train_itm(
             words = word_targets(texts, truths, encoded.input_ids)
             loss = loss + word_loss * _balanced_cross_entropy(word_head(hidden[words != -100]), words[words != -100])
         if mlm_head is not None:
-            true = processor.tokenizer(
-                [world.canonical_caption(s) for s in scenes], padding=True, truncation=True, return_tensors="pt"
-            )
+            true = processor.tokenizer(captions, padding=True, truncation=True, return_tensors="pt")
             masked, hidden_words = mask_words(
-                true.input_ids, true.attention_mask, processor.tokenizer.mask_token_id, 0.25, rng
+                true.input_ids, true.attention_mask, processor.tokenizer.mask_token_id, MASK_RATE, rng
             )
             states = grounded_text(
                 model, image_embeds[:batch_size], masked, true.attention_mask, torch.arange(batch_size)
