@@ -1,18 +1,44 @@
-"""capfilt: BLIP CapFilt as an Apache Beam pipeline over WebDataset shards."""
+"""capfilt: BLIP CapFilt as an Apache Beam pipeline over WebDataset shards.
+
+The repository keeps its folders at the top (``pipeline/``, ``models/``, ``demo/``) and installs them under one
+package name, ``capfilt``, so nothing named ``pipeline`` or ``models`` lands on a user's path.
+"""
+
+import re
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
+PACKAGE_DIRS = {
+    "capfilt": "src/capfilt",
+    "capfilt.pipeline": "pipeline",
+    "capfilt.models": "models",
+    "capfilt.demo": "demo",
+}
+VERSION = re.search(r'__version__ = "([^"]+)"', Path("src/capfilt/__init__.py").read_text()).group(1)
+# Trains the embedded demo checkpoints from a source checkout; workers never run it, so the wheel leaves it out.
+NOT_SHIPPED = ("capfilt.demo.training",)
+
+
+def packages() -> list[str]:
+    names = []
+    for name, folder in PACKAGE_DIRS.items():
+        names += [name] + [f"{name}.{sub}" for sub in find_packages(folder)]
+    return [n for n in names if not n.startswith(NOT_SHIPPED)]
+
+
 setup(
     name="capfilt",
-    version="0.1.0",
+    version=VERSION,
     description="Clean web image-text WebDataset shards with BLIP's captioner and ITM filter, on Apache Beam",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["pipeline", "pipeline.*", "models", "models.*"]),
+    package_dir=PACKAGE_DIRS,
+    packages=packages(),
     package_data={
-        "pipeline": ["pipelines.yaml"],
-        "models": ["demo/*/*.json", "demo/*/*.safetensors", "demo/*/*.txt", "demo/README.md"],
+        "capfilt.pipeline": ["pipelines.yaml"],
+        "capfilt.models": ["embedded/*/*.json", "embedded/*/*.safetensors", "embedded/*/*.txt", "embedded/README.md"],
     },
     install_requires=[
         "apache-beam>=2.77,<3",
@@ -26,7 +52,7 @@ setup(
         "braceexpand>=0.1.7",
     ],
     extras_require={
-        "test": ["pytest>=8", "webdataset>=1.0", "apache-beam[aws]>=2.77,<3", "moto[server]>=5"],
+        "test": ["pytest>=8", "webdataset>=1.0", "apache-beam[aws]>=2.77,<3", "moto[server]>=5", "ruff==0.17.6"],
     },
-    entry_points={"console_scripts": ["capfilt=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["capfilt=capfilt.pipeline.cli:main"]},
 )

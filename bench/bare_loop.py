@@ -33,8 +33,8 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from models.captioner import Captioner
-    from models.itm import ItmScorer
+    from capfilt.models.captioner import Captioner
+    from capfilt.models.itm import ItmScorer
 
     if args.threads:
         torch.set_num_threads(args.threads)

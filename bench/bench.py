@@ -23,8 +23,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from pipeline.job import usable_cores
-from pipeline.tar_writer import DeterministicTarWriter
+from capfilt.pipeline.beam_job import usable_cores
+from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
 
 MEASURE = (
     "import resource, subprocess, sys, time; t = time.monotonic(); code = subprocess.call(sys.argv[1:]); "
@@ -190,8 +190,8 @@ def workers(args) -> None:
 
 def precision(args) -> None:
     """How much faster bfloat16 is than float32 on this machine, and how far the ITM scores move."""
-    from models.captioner import Captioner
-    from models.itm import ItmScorer
+    from capfilt.models.captioner import Captioner
+    from capfilt.models.itm import ItmScorer
 
     rng = random.Random(0)
     pictures = [Image.open(io.BytesIO(photo(rng))).convert("RGB") for _ in range(args.images)]
@@ -217,7 +217,7 @@ def precision(args) -> None:
 
 def itm_cost(args) -> None:
     """What each extra candidate caption costs, against a full image-text pair (one candidate per image)."""
-    from models.itm import ItmScorer
+    from capfilt.models.itm import ItmScorer
 
     rng = random.Random(0)
     pictures = [Image.open(io.BytesIO(photo(rng))).convert("RGB") for _ in range(args.images)]

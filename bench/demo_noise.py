@@ -38,9 +38,9 @@ def main() -> None:
 
     import torch
 
-    from models import train_demo
-    from pipeline.demo_world import parse_noise_mix
-    from pipeline.evaluate import ABLATION_ROWS, MISS_KINDS, capfilt_misses
+    from capfilt.demo import train as train_demo
+    from capfilt.demo.world import parse_noise_mix
+    from capfilt.demo.evaluate import ABLATION_ROWS, MISS_KINDS, capfilt_misses
 
     torch.set_num_threads(args.threads)
     mixes = dict(MIXES)

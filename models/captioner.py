@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from models.loading import load_blip
+from .loading import load_blip
 
 
 class Captioner:

@@ -11,8 +11,8 @@ from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from models.captioner import Captioner
-from models.itm import ItmScorer
+from .captioner import Captioner
+from .itm import ItmScorer
 
 
 class _BlipHandler(ModelHandler):

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-DEMO_DIR = Path(__file__).resolve().parent / "demo"
+EMBEDDED_DIR = Path(__file__).resolve().parent / "embedded"
 EMBEDDED_PREFIX = "embedded:"
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -14,12 +14,12 @@ DTYPES = ("float32", "bfloat16", "float16")
 def resolve_model(name: str) -> str:
     """A local directory or hub id for ``name``.
 
-    ``embedded:NAME`` is a checkpoint shipped inside the package (``models/demo/NAME``); a directory on a
+    ``embedded:NAME`` is a checkpoint shipped inside the package (``models/embedded/NAME``); a directory on a
     Beam filesystem (``gs://``, ``s3://``) is copied once into a local cache; anything else goes to
     ``from_pretrained`` as it is (a local directory or a Hugging Face hub id).
     """
     if name.startswith(EMBEDDED_PREFIX):
-        path = DEMO_DIR / name[len(EMBEDDED_PREFIX) :]
+        path = EMBEDDED_DIR / name[len(EMBEDDED_PREFIX) :]
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"no embedded model {name!r} at {path}")
         return str(path)

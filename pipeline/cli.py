@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from pipeline.config import ConfigError, RunConfig, load_config
+from .config import ConfigError, RunConfig, load_config
 
 
 def demo_root(pipeline: str) -> str:
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="CI curation gates; exit 1 naming each gate that fails")
     check.add_argument("output_dir")
-    from pipeline.gates import add_gate_arguments
+    from .gates import add_gate_arguments
 
     add_gate_arguments(check)
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "eval":
             return _eval(args)
         if args.command == "check":
-            from pipeline.gates import check_output
+            from .gates import check_output
 
             return check_output(args.output_dir, args)
         if args.command == "report":
@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, beam_args: list[str]) -> int:
-    from pipeline import job
-    from pipeline.reader import match_shards
+    from . import beam_job as job
+    from .shard.reader import match_shards
 
     config = load_config(args.pipeline, args.config, args.overrides, input=args.input, output=args.output)
     _check_models(config)
@@ -129,7 +129,7 @@ def _run(args, beam_args: list[str]) -> int:
 
 
 def _check_unique_names(shards: list[str]) -> None:
-    from pipeline.reader import shard_name
+    from .shard.reader import shard_name
 
     seen: dict[str, str] = {}
     for path in shards:
@@ -153,7 +153,7 @@ def _set_filesystem_options(config: RunConfig, beam_args: list[str]) -> None:
 
 
 def _check_models(config: RunConfig) -> None:
-    from models.loading import resolve_model
+    from ..models.loading import resolve_model
 
     for key, name in (("captioner.model", config.captioner.model), ("filter.model", config.filter.model)):
         try:
@@ -177,7 +177,7 @@ def _check_beam_args(config: RunConfig, beam_args: list[str]) -> None:
 
 
 def _make_demo_input(config: RunConfig) -> str:
-    from pipeline.demo_world import write_demo_shards
+    from ..demo.world import write_demo_shards
 
     folder = os.path.join(demo_root(config.name), "input")
     d = config.demo_data
@@ -191,8 +191,8 @@ def _make_demo_input(config: RunConfig) -> str:
 def _summarise(config: RunConfig, output_dir: str, strict: bool, evaluate: bool) -> int:
     import json
 
-    from pipeline import storage
-    from pipeline.report import REPORT_JSON
+    from . import storage
+    from .report.build import REPORT_JSON
 
     report = json.loads(storage.read_bytes(storage.join(output_dir, REPORT_JSON)))
     t = report["totals"]
@@ -210,7 +210,7 @@ def _summarise(config: RunConfig, output_dir: str, strict: bool, evaluate: bool)
     if evaluate:  # the demo world carries ground truth; other input does not
         _print_evaluation(output_dir)
     if config.gates:
-        from pipeline.gates import check_gates
+        from .gates import check_gates
 
         if check_gates(output_dir, config.gates):
             return 1
@@ -221,8 +221,9 @@ def _print_evaluation(output_dir: str, ablation: bool = False) -> None:
     """Print quality against the demo world's ground truth, and record it in report.json."""
     import json
 
-    from pipeline import evaluate, storage
-    from pipeline.report import REPORT_JSON
+    from ..demo import evaluate
+    from . import storage
+    from .report.build import REPORT_JSON
 
     result = {"evaluation": evaluate.evaluate(output_dir)}
     print(evaluate.format_evaluation(result["evaluation"]))
@@ -236,7 +237,7 @@ def _print_evaluation(output_dir: str, ablation: bool = False) -> None:
 
 
 def _demo_data(args) -> int:
-    from pipeline.demo_world import parse_noise_mix, write_demo_shards
+    from ..demo.world import parse_noise_mix, write_demo_shards
 
     if args.shards < 1 or args.samples_per_shard < 1:
         raise UsageError("--shards and --samples-per-shard must be at least 1")
@@ -252,8 +253,8 @@ def _demo_data(args) -> int:
 
 
 def _eval(args) -> int:
-    from pipeline import storage
-    from pipeline.report import REPORT_JSON
+    from . import storage
+    from .report.build import REPORT_JSON
 
     if not storage.exists(storage.join(args.output_dir, REPORT_JSON)):
         raise UsageError(f"{args.output_dir}: no {REPORT_JSON}; is this a finished capfilt output folder?")
@@ -262,7 +263,7 @@ def _eval(args) -> int:
 
 
 def _report(args) -> int:
-    from pipeline.report import rebuild_report
+    from .report.build import rebuild_report
 
     report = rebuild_report(args.output_dir)
     print(f"capfilt: report for {report['totals']['shards']} shard(s) in {args.output_dir}", file=sys.stderr)

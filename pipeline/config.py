@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.select import POLICIES
+from .policy import POLICIES
 
 PACKAGED_CONFIG = Path(__file__).resolve().parent / "pipelines.yaml"
 

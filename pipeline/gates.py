@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from pipeline import storage
-from pipeline.report import REPORT_JSON
+from . import storage
+from .report.build import REPORT_JSON
 
 
 def add_gate_arguments(parser) -> None:
@@ -34,7 +34,7 @@ def gates_from_args(args) -> dict:
         except ValueError:
             sep = ""
         if not sep or not reason:
-            from pipeline.cli import UsageError
+            from .cli import UsageError
 
             raise UsageError(f"--max-dropped-fraction {item}: expected REASON=FRACTION")
     return gates
@@ -54,7 +54,7 @@ def failed_gates(report: dict, gates: dict, output_dir: str) -> list[str]:
         if fraction > limit:
             failures.append(f"max-dropped-fraction {reason}: {fraction:.4f} > {limit}")
     if "min_accuracy" in gates:
-        from pipeline.evaluate import evaluate
+        from ..demo.evaluate import evaluate
 
         accuracy = evaluate(output_dir)["kept_accuracy"]
         if accuracy < gates["min_accuracy"]:

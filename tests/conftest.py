@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from models.tiny import save_random_pair
-from pipeline.tar_writer import DeterministicTarWriter
+from capfilt.models.tiny import save_random_pair
+from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
 
 WORDS = "a picture of red green blue circle square triangle small large on the left right and".split()
 

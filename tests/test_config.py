@@ -1,7 +1,7 @@
 import pytest
 
-from pipeline.cli import main
-from pipeline.config import ConfigError, load_config
+from capfilt.pipeline.cli import main
+from capfilt.pipeline.config import ConfigError, load_config
 
 YAML = """
 defaults:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipeline.cli import main
+from capfilt.pipeline.cli import main
 
 
 @pytest.fixture(scope="module")

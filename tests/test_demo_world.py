@@ -12,7 +12,7 @@ import tarfile
 import pytest
 from PIL import Image
 
-from pipeline import demo_world as world
+from capfilt.demo import world as world
 
 
 def _members(path: str) -> dict[str, bytes]:

@@ -7,8 +7,8 @@ import tarfile
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.decode import open_image
-from pipeline.tar_writer import DeterministicTarWriter
+from capfilt.pipeline.shard.decode import open_image
+from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
 from tests.messy_corpus import broken, decodable, encode, exif_rotated_jpeg, picture
 from tests.test_pipeline import run
 
@@ -163,7 +163,7 @@ def test_pixel_limit_refuses_before_decoding():
 def test_weights_load_only_from_safetensors(tiny_models, tmp_path):
     from transformers import BlipForImageTextRetrieval
 
-    from models.loading import load_blip
+    from capfilt.models.loading import load_blip
 
     model_dir = tmp_path / "pickled"
     model_dir.mkdir()

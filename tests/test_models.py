@@ -6,9 +6,9 @@ from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 from transformers import BlipForImageTextRetrieval, BlipProcessor
 
-from models.captioner import Captioner
-from models.handlers import CaptionerModelHandler, ItmModelHandler
-from models.itm import ItmScorer
+from capfilt.models.captioner import Captioner
+from capfilt.models.handlers import CaptionerModelHandler, ItmModelHandler
+from capfilt.models.itm import ItmScorer
 
 IMAGES = [Image.new("RGB", (40, 30), (220, 20, 20)), Image.new("RGB", (12, 12), (20, 20, 220))]
 

@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from pipeline.prefetch import prefetch
+from capfilt.pipeline.shard.prefetch import prefetch
 
 
 @pytest.mark.parametrize("depth", [0, 1, 3])

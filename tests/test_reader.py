@@ -5,8 +5,8 @@ import tarfile
 
 import pytest
 
-from pipeline.reader import ShardFormatError, TarSamples, match_shards, shard_name, split_member_name
-from pipeline.tar_writer import DeterministicTarWriter
+from capfilt.pipeline.shard.reader import ShardFormatError, TarSamples, match_shards, shard_name, split_member_name
+from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
 
 
 def tar_bytes(members, links=()) -> bytes:

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from PIL import Image
 
-from pipeline.cli import main
+from capfilt.pipeline.cli import main
 from tests.test_hardening import messy_run  # noqa: F401  (a module fixture: one messy run shared here)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

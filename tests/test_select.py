@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.select import Candidate, select
+from capfilt.pipeline.policy import Candidate, select
 
 W = lambda s: Candidate("web text", s, "web")  # noqa: E731
 S = lambda s, i=0: Candidate(f"synthetic {i}", s, "synthetic")  # noqa: E731

@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import BlipForConditionalGeneration, BlipForImageTextRetrieval, BlipProcessor
 
-from models import train_demo
-from pipeline import demo_world as world
+from capfilt.demo import train as train_demo
+from capfilt.demo import world as world
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "demo"
 

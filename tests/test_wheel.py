@@ -25,10 +25,10 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_ships_config_and_demo_models(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    assert "pipeline/pipelines.yaml" in names
+    assert "capfilt/pipeline/pipelines.yaml" in names
     for model in ("captioner", "itm"):
-        assert f"models/demo/{model}/model.safetensors" in names
-        assert f"models/demo/{model}/config.json" in names
+        assert f"capfilt/models/embedded/{model}/model.safetensors" in names
+        assert f"capfilt/models/embedded/{model}/config.json" in names
     assert not [n for n in names if n.startswith("tests/")]
 
 
@@ -48,7 +48,7 @@ def test_installed_wheel_runs_the_demo_from_an_empty_folder(wheel, tmp_path):
         "PYTHONNOUSERSITE": "1",
     }
     probe = subprocess.run(
-        [sys.executable, "-S", "-c", "import pipeline, models; print(pipeline.__file__)"],
+        [sys.executable, "-S", "-c", "import capfilt; print(capfilt.__file__)"],
         env=env,
         cwd=empty,
         capture_output=True,
@@ -61,7 +61,7 @@ def test_installed_wheel_runs_the_demo_from_an_empty_folder(wheel, tmp_path):
             sys.executable,
             "-S",
             "-m",
-            "pipeline",
+            "capfilt",
             "run",
             "demo",
             "--set",

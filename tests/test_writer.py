@@ -1,12 +1,12 @@
 import json
 import tarfile
 
-from pipeline import storage
-from pipeline.report import write_report
-from pipeline.sample import Sample
-from pipeline.select import Candidate, Decision
-from pipeline.stats import Stats
-from pipeline.writer import ShardWriter
+from capfilt.pipeline import storage
+from capfilt.pipeline.report.build import write_report
+from capfilt.pipeline.shard.sample import Sample
+from capfilt.pipeline.policy import Candidate, Decision
+from capfilt.pipeline.stats import Stats
+from capfilt.pipeline.shard.writer import ShardWriter
 
 
 def kept_sample(key: str) -> Sample:

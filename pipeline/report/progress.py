@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from pipeline.stats import Stats
+from ..stats import Stats
 
 
 class Progress:

@@ -8,10 +8,10 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import storage
-from pipeline.sample import Sample
-from pipeline.stats import Stats
-from pipeline.tar_writer import DeterministicTarWriter
+from .. import storage
+from .sample import Sample
+from ..stats import Stats
+from .tar_writer import DeterministicTarWriter
 
 ROW_SCHEMA = pa.schema(
     [

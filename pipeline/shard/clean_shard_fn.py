@@ -11,11 +11,11 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
-from pipeline.config import RunConfig
-from pipeline.progress import Progress
-from pipeline.reader import shard_name
-from pipeline.shard import process_shard, read_stats, shard_done
-from pipeline.stats import Stats
+from ..config import RunConfig
+from ..report.progress import Progress
+from .reader import shard_name
+from .process import process_shard, read_stats, shard_done
+from ..stats import Stats
 
 LOG = logging.getLogger("capfilt")
 NAMESPACE = "capfilt"
@@ -31,8 +31,8 @@ class LoadedModels:
 def load_models(config: RunConfig, threads: int) -> LoadedModels:
     import torch
 
-    from models.captioner import Captioner
-    from models.itm import ItmScorer
+    from ...models.captioner import Captioner
+    from ...models.itm import ItmScorer
 
     if threads:
         torch.set_num_threads(threads)

@@ -8,9 +8,9 @@ import warnings
 
 from PIL import Image, ImageOps
 
-from pipeline.config import DecodeConfig
-from pipeline.reader import unsafe_key
-from pipeline.sample import IMAGE_EXTENSIONS, Sample
+from ..config import DecodeConfig
+from .reader import unsafe_key
+from .sample import IMAGE_EXTENSIONS, Sample
 
 
 def decode_sample(sample: Sample, limits: DecodeConfig) -> Sample:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-from pipeline.tar_writer import DeterministicTarWriter
+from ..pipeline.shard.tar_writer import DeterministicTarWriter
 
 COLOURS = {
     "red": (215, 35, 35),

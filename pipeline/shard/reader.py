@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 from braceexpand import braceexpand
 
-from pipeline.sample import Sample
+from .sample import Sample
 
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 # What a stream that ends early or is not gzip raises, besides tarfile's own errors.

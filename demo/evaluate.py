@@ -12,8 +12,8 @@ import glob
 import json
 import os
 
-from pipeline.demo_world import NOISE_KINDS, normalise
-from pipeline.select import Candidate, select
+from .world import NOISE_KINDS, normalise
+from ..pipeline.policy import Candidate, select
 
 ABLATION_ROWS = ("none", "filter", "captioner", "capfilt")
 

@@ -6,17 +6,17 @@ import itertools
 import time
 from collections.abc import Iterable, Iterator
 
-from pipeline import storage
-from pipeline.annotate import batch_seed, caption_batch, decide, score_batch
-from pipeline.config import RunConfig
-from pipeline.decode import decode_sample
-from pipeline.examples import ExamplePicker
-from pipeline.prefetch import prefetch
-from pipeline.reader import ShardFormatError, TarSamples, shard_name
-from pipeline.sample import Sample
-from pipeline.select import Decision
-from pipeline.stats import Stats
-from pipeline.writer import ShardWriter, output_paths
+from .. import storage
+from .annotate import batch_seed, caption_batch, decide, score_batch
+from ..config import RunConfig
+from .decode import decode_sample
+from ..report.examples import ExamplePicker
+from .prefetch import prefetch
+from .reader import ShardFormatError, TarSamples, shard_name
+from .sample import Sample
+from ..policy import Decision
+from ..stats import Stats
+from .writer import ShardWriter, output_paths
 
 
 def batched(items: Iterable[Sample], size: int) -> Iterator[list[Sample]]:

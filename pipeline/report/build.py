@@ -6,9 +6,9 @@ import json
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import storage
-from pipeline.report_html import render as render_html
-from pipeline.stats import HISTOGRAM_BINS, Stats
+from .. import storage
+from .html import render as render_html
+from ..stats import HISTOGRAM_BINS, Stats
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from models import tiny
-from pipeline import demo_world as world
-from pipeline.evaluate import ablation_rows, evaluate_rows, format_ablation, format_evaluation
-from pipeline.select import Candidate, select
+from ..models import tiny
+from . import world
+from .evaluate import ablation_rows, evaluate_rows, format_ablation, format_evaluation
+from ..pipeline.policy import Candidate, select
 
 IMAGE_SIZE = 64
 PATCH_SIZE = 8

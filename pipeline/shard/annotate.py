@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from pipeline.sample import Sample
-from pipeline.select import Candidate, select
+from .sample import Sample
+from ..policy import Candidate, select
 
 
 def batch_seed(seed: int, shard: str, batch_index: int) -> int:

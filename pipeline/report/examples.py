@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import io
 
-from pipeline.decode import open_image
-from pipeline.sample import Sample
+from ..shard.decode import open_image
+from ..shard.sample import Sample
 
 THUMBNAIL_PIXELS = 128
 
