@@ -37,10 +37,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-
     from capfilt.demo import train as train_demo
-    from capfilt.demo.world import parse_noise_mix
     from capfilt.demo.evaluate import ABLATION_ROWS, MISS_KINDS, capfilt_misses
+    from capfilt.demo.world import parse_noise_mix
 
     torch.set_num_threads(args.threads)
     mixes = dict(MIXES)

@@ -12,8 +12,8 @@ import glob
 import json
 import os
 
+from ..pipeline.policy import choose
 from .world import NOISE_KINDS, normalise
-from ..pipeline.policy import Candidate, select
 
 ABLATION_ROWS = ("none", "filter", "captioner", "capfilt")
 
@@ -117,9 +117,7 @@ def _ablation_choice(row: dict, name: str, threshold: float, web_margin: float) 
     if name == "captioner":
         return texts[0] if texts else None
     if name == "capfilt":
-        web_candidate = Candidate(web, web_score, "web") if web is not None and web_score is not None else None
-        synthetic = [Candidate(t, s, "synthetic") for t, s in zip(texts, scores, strict=True) if s is not None]
-        decision = select(web_candidate, synthetic, policy="best", threshold=threshold, web_margin=web_margin)
+        decision = choose(web, web_score, texts, scores, "best", threshold, web_margin)
         return decision.chosen.text if decision.chosen is not None else None
     raise ValueError(f"unknown ablation {name!r}; expected one of {', '.join(ABLATION_ROWS)}")
 

@@ -7,9 +7,9 @@ import os
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
-from .shard.clean_shard_fn import CleanShardFn, sum_stats
 from .config import RunConfig
 from .report.build import write_report
+from .shard.clean_shard_fn import CleanShardFn, sum_stats
 
 LOCAL_RUNNERS = ("DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 

@@ -55,3 +55,26 @@ def select(
             return Decision(None, reason="below_threshold")
         return Decision(best, kept=kept)
     raise ValueError(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
+
+
+def choose(
+    web_text: str | None,
+    web_score: float | None,
+    synthetic_texts: list[str],
+    synthetic_scores: list[float | None],
+    policy: str = "best",
+    threshold: float = 0.5,
+    web_margin: float = 0.0,
+) -> Decision:
+    """Build one sample's candidates from its texts and scores and apply ``policy``: the pipeline's decision
+    and every re-selection from recorded scores (evaluation, ablations) go through here.
+
+    A text without a score (the sample never reached the filter) is not a candidate.
+    """
+    web = Candidate(web_text, web_score, "web") if web_text and web_score is not None else None
+    synthetic = [
+        Candidate(text, score, "synthetic")
+        for text, score in zip(synthetic_texts, synthetic_scores, strict=True)
+        if score is not None
+    ]
+    return select(web, synthetic, policy, threshold, web_margin)

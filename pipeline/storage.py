@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 

@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from capfilt.models.tiny import save_random_pair
 from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
+from PIL import Image
 
 WORDS = "a picture of red green blue circle square triangle small large on the left right and".split()
 

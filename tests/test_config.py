@@ -1,5 +1,4 @@
 import pytest
-
 from capfilt.pipeline.cli import main
 from capfilt.pipeline.config import ConfigError, load_config
 

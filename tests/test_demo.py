@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from capfilt.pipeline.cli import main
 
 

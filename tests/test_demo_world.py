@@ -10,9 +10,8 @@ import random
 import tarfile
 
 import pytest
-from PIL import Image
-
 from capfilt.demo import world as world
+from PIL import Image
 
 
 def _members(path: str) -> dict[str, bytes]:

@@ -7,9 +7,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from capfilt.demo.evaluate import ablation, capfilt_misses, evaluate, format_ablation, format_evaluation
-from capfilt.pipeline.shard.writer import ROW_SCHEMA
+from capfilt.pipeline.shard.rows import ROW_SCHEMA
 
 SCHEMA = ROW_SCHEMA  # the writer's own schema, so evaluation reads what the pipeline writes
 G = [f"a small red circle on the left on a {c} background" for c in ("green", "blue", "white", "black", "grey")]

@@ -6,9 +6,9 @@ import tarfile
 
 import pyarrow.parquet as pq
 import pytest
-
 from capfilt.pipeline.shard.decode import open_image
 from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
+
 from tests.messy_corpus import broken, decodable, encode, exif_rotated_jpeg, picture
 from tests.test_pipeline import run
 
@@ -161,9 +161,8 @@ def test_pixel_limit_refuses_before_decoding():
 
 
 def test_weights_load_only_from_safetensors(tiny_models, tmp_path):
-    from transformers import BlipForImageTextRetrieval
-
     from capfilt.models.loading import load_blip
+    from transformers import BlipForImageTextRetrieval
 
     model_dir = tmp_path / "pickled"
     model_dir.mkdir()

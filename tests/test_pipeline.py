@@ -9,11 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 from apache_beam.metrics.metric import MetricsFilter
-
 from capfilt.pipeline import beam_job as job
 from capfilt.pipeline.cli import main
 from capfilt.pipeline.config import load_config
 from capfilt.pipeline.shard.reader import match_shards
+
 from tests.conftest import sample_members, write_shard
 
 

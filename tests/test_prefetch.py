@@ -1,7 +1,6 @@
 import threading
 
 import pytest
-
 from capfilt.pipeline.shard.prefetch import prefetch
 
 

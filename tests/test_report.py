@@ -7,9 +7,9 @@ import shutil
 import subprocess
 
 import pytest
+from capfilt.pipeline.cli import main
 from PIL import Image
 
-from capfilt.pipeline.cli import main
 from tests.test_hardening import messy_run  # noqa: F401  (a module fixture: one messy run shared here)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -13,7 +13,6 @@ import pytest
 from tests.test_faults import outputs
 from tests.test_pipeline import run
 
-
 PORTABLE = ["--", "--runner=PortableRunner", "--job_endpoint=embed"]  # Beam's embedded job service
 
 
@@ -120,6 +119,7 @@ def objects(client, prefix: str) -> dict[str, bytes]:
 
 def test_s3_input_and_output_with_atomic_rename_and_resume(tiny_models, reference, s3, tmp_path):
     from capfilt.pipeline.cli import main
+
     from tests.test_pipeline import run_argv
 
     inp, expected = reference

@@ -1,5 +1,4 @@
 import pytest
-
 from capfilt.pipeline.policy import Candidate, select
 
 W = lambda s: Candidate("web text", s, "web")  # noqa: E731

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import BlipForConditionalGeneration, BlipForImageTextRetrieval, BlipProcessor
-
 from capfilt.demo import train as train_demo
 from capfilt.demo import world as world
+from transformers import BlipForConditionalGeneration, BlipForImageTextRetrieval, BlipProcessor
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "demo"
 

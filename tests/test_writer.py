@@ -2,11 +2,11 @@ import json
 import tarfile
 
 from capfilt.pipeline import storage
+from capfilt.pipeline.policy import Candidate, Decision
 from capfilt.pipeline.report.build import write_report
 from capfilt.pipeline.shard.sample import Sample
-from capfilt.pipeline.policy import Candidate, Decision
-from capfilt.pipeline.stats import Stats
 from capfilt.pipeline.shard.writer import ShardWriter
+from capfilt.pipeline.stats import Stats
 
 
 def kept_sample(key: str) -> Sample:

@@ -7,8 +7,8 @@ import json
 from apache_beam.io.filesystems import FileSystems
 
 from .. import storage
-from .html import render as render_html
 from ..stats import HISTOGRAM_BINS, Stats
+from .html import render as render_html
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"

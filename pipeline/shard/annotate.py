@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+from ..policy import choose
 from .sample import Sample
-from ..policy import Candidate, select
 
 
 def batch_seed(seed: int, shard: str, batch_index: int) -> int:
@@ -39,9 +39,9 @@ def decide(sample: Sample, policy: str, threshold: float, web_margin: float) -> 
     """Apply the selection policy; a dropped sample gets the policy's reason as its status."""
     if not sample.live:
         return
-    web = Candidate(sample.web_text, sample.web_score, "web") if sample.web_text else None
-    synthetic = [Candidate(t, s, "synthetic") for t, s in zip(sample.synthetic, sample.synthetic_scores, strict=True)]
-    sample.decision = select(web, synthetic, policy, threshold, web_margin)
+    sample.decision = choose(
+        sample.web_text, sample.web_score, sample.synthetic, sample.synthetic_scores, policy, threshold, web_margin
+    )
     if sample.decision.chosen is None:
         sample.drop(sample.decision.reason)
     else:

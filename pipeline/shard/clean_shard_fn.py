@@ -13,9 +13,9 @@ from apache_beam.utils.shared import Shared
 
 from ..config import RunConfig
 from ..report.progress import Progress
-from .reader import shard_name
-from .process import process_shard, read_stats, shard_done
 from ..stats import Stats
+from .process import process_shard, read_stats, shard_done
+from .reader import shard_name
 
 LOG = logging.getLogger("capfilt")
 NAMESPACE = "capfilt"

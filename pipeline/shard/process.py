@@ -7,15 +7,15 @@ import time
 from collections.abc import Iterable, Iterator
 
 from .. import storage
-from .annotate import batch_seed, caption_batch, decide, score_batch
 from ..config import RunConfig
-from .decode import decode_sample
+from ..policy import Decision
 from ..report.examples import ExamplePicker
+from ..stats import Stats
+from .annotate import batch_seed, caption_batch, decide, score_batch
+from .decode import decode_sample
 from .prefetch import prefetch
 from .reader import ShardFormatError, TarSamples, shard_name
 from .sample import Sample
-from ..policy import Decision
-from ..stats import Stats
 from .writer import ShardWriter, output_paths
 
 

@@ -5,31 +5,13 @@ from __future__ import annotations
 import io
 import json
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import storage
-from .sample import Sample
 from ..stats import Stats
+from .rows import rows_table, sample_row
+from .sample import Sample
 from .tar_writer import DeterministicTarWriter
-
-ROW_SCHEMA = pa.schema(
-    [
-        ("key", pa.string()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("caption", pa.string()),
-        ("source", pa.string()),
-        ("score", pa.float64()),
-        ("web_text", pa.string()),
-        ("web_score", pa.float64()),
-        ("synthetic_texts", pa.list_(pa.string())),
-        ("synthetic_scores", pa.list_(pa.float64())),
-        ("kept_texts", pa.list_(pa.string())),
-        ("image_ext", pa.string()),
-        ("json", pa.string()),
-    ]
-)
 
 
 def output_paths(output_dir: str, name: str) -> dict[str, str]:
@@ -81,37 +63,19 @@ class ShardWriter:
         self._rows: list[dict] = []
 
     def write(self, sample: Sample) -> None:
-        decision = sample.decision
-        kept = sample.status == "kept"
-        self._rows.append(
-            {
-                "key": sample.key,
-                "status": sample.status,
-                "error": sample.error,
-                "caption": decision.chosen.text if kept else None,
-                "source": decision.chosen.source if kept else None,
-                "score": decision.chosen.score if kept else None,
-                "web_text": sample.web_text,
-                "web_score": sample.web_score,
-                "synthetic_texts": sample.synthetic,
-                "synthetic_scores": sample.synthetic_scores,
-                "kept_texts": [c.text for c in decision.kept] if kept else [],
-                "image_ext": sample.image_ext,
-                "json": sample.meta_text,
-            }
-        )
-        if kept:
+        self._rows.append(sample_row(sample))
+        if sample.status == "kept":
             meta = {k: v for k, v in (sample.meta or {}).items() if k != "capfilt"}
             meta["capfilt"] = capfilt_record(sample, self.policy)
             self._tar.add(f"{sample.key}.{sample.image_ext}", sample.members[sample.image_ext])
-            self._tar.add(f"{sample.key}.txt", decision.chosen.text.encode("utf-8"))
+            self._tar.add(f"{sample.key}.txt", sample.decision.chosen.text.encode("utf-8"))
             self._tar.add(f"{sample.key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
 
     def commit(self, stats: Stats, **extra) -> None:
         self._tar.close()
         self._tar_file.commit()
         buffer = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist(self._rows, schema=ROW_SCHEMA), buffer, compression="zstd")
+        pq.write_table(rows_table(self._rows), buffer, compression="zstd")
         storage.write_bytes(self.paths["parquet"], buffer.getvalue(), self.output_dir)
         storage.write_bytes(self.paths["stats"], stats.to_json(**extra), self.output_dir)
 
