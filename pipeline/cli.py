@@ -7,17 +7,15 @@ import logging
 import os
 import sys
 
-from .config import ConfigError, RunConfig, load_config
+from .. import __version__
+from .config import RunConfig, load_config
+from .errors import ConfigError, UsageError
 
 
 def demo_root(pipeline: str) -> str:
     """Where a pipeline without input writes its demo shards and output: ./capfilt-demo for ``demo``,
     ./capfilt-NAME for the others, so runs of different pipelines never resume each other's shards."""
     return "capfilt-demo" if pipeline == "demo" else f"capfilt-{pipeline}"
-
-
-class UsageError(Exception):
-    """Bad usage, reported in one line with exit code 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,6 +25,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="capfilt", description="Clean web image-text WebDataset shards with BLIP CapFilt.")
+    parser.add_argument("--version", action="version", version=f"capfilt {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", help="run a named pipeline from pipelines.yaml")
@@ -78,13 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run(args, beam_args)
         if args.command == "demo-data":
-            return _demo_data(args)
+            from ..demo.commands import demo_data
+
+            return demo_data(args)
         if args.command == "eval":
             return _eval(args)
         if args.command == "check":
-            from .gates import check_output
-
-            return check_output(args.output_dir, args)
+            return _check(args)
         if args.command == "report":
             return _report(args)
     except (UsageError, ConfigError) as exc:
@@ -103,7 +102,9 @@ def _run(args, beam_args: list[str]) -> int:
     input_pattern, output_dir = config.input, config.output
     demo_input = input_pattern is None and config.demo_data is not None
     if demo_input:
-        input_pattern = _make_demo_input(config)
+        from ..demo.commands import write_demo_input
+
+        input_pattern = write_demo_input(config.demo_data, os.path.join(demo_root(config.name), "input"))
     if input_pattern is None:
         raise ConfigError(f"pipeline {config.name!r} has no input: pass --input PATTERN")
     if output_dir is None:
@@ -176,18 +177,6 @@ def _check_beam_args(config: RunConfig, beam_args: list[str]) -> None:
         )
 
 
-def _make_demo_input(config: RunConfig) -> str:
-    from ..demo.world import write_demo_shards
-
-    folder = os.path.join(demo_root(config.name), "input")
-    d = config.demo_data
-    paths = write_demo_shards(folder, d.shards, d.samples_per_shard, d.seed, d.correct_fraction)
-    print(f"capfilt: wrote {len(paths)} demo shard(s) to {folder}/", file=sys.stderr)
-    # Exactly these shards, not whatever an earlier run with more shards left in the folder.
-    names = ",".join(os.path.basename(p)[: -len(".tar")] for p in paths)
-    return os.path.join(folder, f"{{{names}}}.tar" if len(paths) > 1 else os.path.basename(paths[0]))
-
-
 def _summarise(config: RunConfig, output_dir: str, strict: bool, evaluate: bool) -> int:
     import json
 
@@ -208,48 +197,15 @@ def _summarise(config: RunConfig, output_dir: str, strict: bool, evaluate: bool)
         )
     print(f"capfilt: output in {output_dir}/, report in {storage.join(output_dir, 'report.html')}", file=sys.stderr)
     if evaluate:  # the demo world carries ground truth; other input does not
-        _print_evaluation(output_dir)
-    if config.gates:
+        from ..demo.commands import print_evaluation
+
+        print_evaluation(output_dir)
+    if config.gates.active():
         from .gates import check_gates
 
-        if check_gates(output_dir, config.gates):
+        if check_gates(output_dir, config.gates, _demo_accuracy):
             return 1
     return 1 if strict and t["failed_shards"] else 0
-
-
-def _print_evaluation(output_dir: str, ablation: bool = False) -> None:
-    """Print quality against the demo world's ground truth, and record it in report.json."""
-    import json
-
-    from ..demo import evaluate
-    from . import storage
-    from .report.build import REPORT_JSON
-
-    result = {"evaluation": evaluate.evaluate(output_dir)}
-    print(evaluate.format_evaluation(result["evaluation"]))
-    if ablation:
-        result["ablation"] = evaluate.ablation(output_dir)
-        print(evaluate.format_ablation(result["ablation"]))
-    path = storage.join(output_dir, REPORT_JSON)
-    report = {**json.loads(storage.read_bytes(path)), **result}
-    storage.write_bytes(path, (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode(), output_dir)
-    storage.remove_temp_dir(output_dir)
-
-
-def _demo_data(args) -> int:
-    from ..demo.world import parse_noise_mix, write_demo_shards
-
-    if args.shards < 1 or args.samples_per_shard < 1:
-        raise UsageError("--shards and --samples-per-shard must be at least 1")
-    try:  # the demo world validates its own arguments; here a bad one is a usage error
-        mix = parse_noise_mix(args.noise_mix) if args.noise_mix is not None else None
-        paths = write_demo_shards(
-            args.output, args.shards, args.samples_per_shard, args.seed, args.correct_fraction, mix
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    print(f"capfilt: wrote {len(paths)} shard(s) to {args.output}", file=sys.stderr)
-    return 0
 
 
 def _eval(args) -> int:
@@ -258,8 +214,27 @@ def _eval(args) -> int:
 
     if not storage.exists(storage.join(args.output_dir, REPORT_JSON)):
         raise UsageError(f"{args.output_dir}: no {REPORT_JSON}; is this a finished capfilt output folder?")
-    _print_evaluation(args.output_dir, ablation=args.ablation)
+    from ..demo.commands import print_evaluation
+
+    print_evaluation(args.output_dir, ablation=args.ablation)
     return 0
+
+
+def _check(args) -> int:
+    from .gates import check_gates, gates_from_args
+
+    gates = gates_from_args(args)
+    if check_gates(args.output_dir, gates, _demo_accuracy):
+        return 1
+    print(f"capfilt: all gates hold for {args.output_dir}", file=sys.stderr)
+    return 0
+
+
+def _demo_accuracy(output_dir: str) -> float:
+    """Kept-caption accuracy against ground truth, which only demo-world output carries."""
+    from ..demo.commands import kept_accuracy
+
+    return kept_accuracy(output_dir)
 
 
 def _report(args) -> int:

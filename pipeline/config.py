@@ -11,13 +11,11 @@ from typing import Any
 
 import yaml
 
+from .errors import ConfigError
 from .policy import POLICIES
+from .reasons import DROP_REASONS
 
 PACKAGED_CONFIG = Path(__file__).resolve().parent / "pipelines.yaml"
-
-
-class ConfigError(Exception):
-    """A configuration problem, said in one line that names the file and key."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +101,41 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class GatesConfig:
+    """CI curation gates checked after a run (``capfilt check`` takes the same ones as flags); None: not gated.
+
+    ``max_dropped_fraction`` maps a drop reason (``reasons.DROP_REASONS``) to the largest share of the input it
+    may drop. ``min_accuracy`` needs ground truth, so it holds only for demo-world output.
+    """
+
+    min_kept_fraction: float | None = None
+    max_failed_shards: int | None = None
+    max_dropped_fraction: dict[str, float] = field(default_factory=dict)
+    min_accuracy: float | None = None
+
+    def check(self) -> list[tuple[str, str]]:
+        problems = []
+        if self.min_kept_fraction is not None:
+            problems += _range("min_kept_fraction", self.min_kept_fraction, 0.0, 1.0)
+        if self.max_failed_shards is not None:
+            problems += _range("max_failed_shards", self.max_failed_shards, 0, 10**9)
+        if self.min_accuracy is not None:
+            problems += _range("min_accuracy", self.min_accuracy, 0.0, 1.0)
+        for reason, limit in self.max_dropped_fraction.items():
+            key = f"max_dropped_fraction.{reason}"
+            if reason not in DROP_REASONS:
+                problems.append((key, f"not a drop reason (valid: {', '.join(DROP_REASONS)})"))
+            elif isinstance(limit, bool) or not isinstance(limit, (int, float)):
+                problems.append((key, f"expected a fraction, got {limit!r}"))
+            else:
+                problems += _range(key, limit, 0.0, 1.0)
+        return problems
+
+    def active(self) -> bool:
+        return any(v not in (None, {}) for v in dataclasses.asdict(self).values())
+
+
+@dataclass(frozen=True)
 class DemoDataConfig:
     """Demo shards written before the run when a pipeline has no input (see ``capfilt demo-data``)."""
 
@@ -134,7 +167,7 @@ class RunConfig:
     filter: FilterConfig = field(default_factory=FilterConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    gates: dict[str, Any] = field(default_factory=dict)
+    gates: GatesConfig = field(default_factory=GatesConfig)
     demo_data: DemoDataConfig | None = None
 
     def check(self) -> list[tuple[str, str]]:

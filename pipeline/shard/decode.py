@@ -40,18 +40,18 @@ def decode_sample(sample: Sample, limits: DecodeConfig) -> Sample:
 def _decode_text(sample: Sample) -> None:
     found = sample.member("txt")
     if found is None:
-        sample.notes.append("no_txt")
+        sample.note("no_txt")
         return
     try:
         text = found[1].decode("utf-8")
     except UnicodeDecodeError as exc:
-        sample.notes.append(f"txt_not_utf8: {exc.reason} at byte {exc.start}")
+        sample.note("txt_not_utf8", f"{exc.reason} at byte {exc.start}")
         return
     text = " ".join(text.split())
     if text:
         sample.web_text = text
     else:
-        sample.notes.append("blank_txt")
+        sample.note("blank_txt")
 
 
 def _decode_meta(sample: Sample) -> bool:

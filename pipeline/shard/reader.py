@@ -127,10 +127,10 @@ class TarSamples:
 
     def _add_member(self, archive: tarfile.TarFile, info: tarfile.TarInfo, ext: str, sample: Sample) -> None:
         if not info.isfile():
-            sample.notes.append(f"link_member_ignored: {info.name} (not followed)")
+            sample.note("link_member_ignored", f"{info.name} (not followed)")
         elif info.size > self._max_member_bytes:
-            sample.notes.append(f"member_too_large: {info.name} ({info.size} bytes, not read)")
+            sample.note("member_too_large", f"{info.name} ({info.size} bytes, not read)")
         elif ext in sample.members:
-            sample.notes.append(f"duplicate_member_ignored: {info.name}")
+            sample.note("duplicate_member_ignored", info.name)
         else:
             sample.members[ext] = archive.extractfile(info).read()

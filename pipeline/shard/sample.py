@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..policy import Decision
+from ..reasons import DROP_REASONS, NOTES
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
 
@@ -38,8 +39,16 @@ class Sample:
         return self.status == "pending"
 
     def drop(self, reason: str, detail: str = "") -> None:
+        if reason not in DROP_REASONS:
+            raise ValueError(f"{reason!r} is not a drop reason (reasons.DROP_REASONS)")
         self.status, self.detail = reason, detail
         self.image = None
+
+    def note(self, kind: str, detail: str = "") -> None:
+        """Record something that went wrong without dropping the sample (``kind`` from ``reasons.NOTES``)."""
+        if kind not in NOTES:
+            raise ValueError(f"{kind!r} is not a note kind (reasons.NOTES)")
+        self.notes.append(f"{kind}: {detail}" if detail else kind)
 
     @property
     def error(self) -> str:

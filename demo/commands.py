@@ -1,0 +1,59 @@
+"""The demo world's side of the command line: ``demo-data``, the demo input of ``capfilt run demo``, and
+``eval``. The CLI imports this module only for those commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from ..pipeline import storage
+from ..pipeline.config import DemoDataConfig
+from ..pipeline.errors import UsageError
+from ..pipeline.report.build import REPORT_JSON
+from . import evaluate
+from .world import parse_noise_mix, write_demo_shards
+
+
+def write_demo_input(settings: DemoDataConfig, folder: str) -> str:
+    """Write the demo shards ``settings`` describe into ``folder``; returns the input pattern of exactly those
+    shards (not whatever an earlier run with more shards left in the folder)."""
+    paths = write_demo_shards(
+        folder, settings.shards, settings.samples_per_shard, settings.seed, settings.correct_fraction
+    )
+    print(f"capfilt: wrote {len(paths)} demo shard(s) to {folder}/", file=sys.stderr)
+    names = ",".join(os.path.basename(p)[: -len(".tar")] for p in paths)
+    return os.path.join(folder, f"{{{names}}}.tar" if len(paths) > 1 else os.path.basename(paths[0]))
+
+
+def demo_data(args) -> int:
+    """``capfilt demo-data``: the demo world validates its own arguments; here a bad one is a usage error."""
+    if args.shards < 1 or args.samples_per_shard < 1:
+        raise UsageError("--shards and --samples-per-shard must be at least 1")
+    try:
+        mix = parse_noise_mix(args.noise_mix) if args.noise_mix is not None else None
+        paths = write_demo_shards(
+            args.output, args.shards, args.samples_per_shard, args.seed, args.correct_fraction, mix
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"capfilt: wrote {len(paths)} shard(s) to {args.output}", file=sys.stderr)
+    return 0
+
+
+def kept_accuracy(output_dir: str) -> float:
+    """Correct kept captions / kept, against the demo world's ground truth (the ``min_accuracy`` gate)."""
+    return evaluate.evaluate(output_dir)["kept_accuracy"]
+
+
+def print_evaluation(output_dir: str, ablation: bool = False) -> None:
+    """Print quality against the demo world's ground truth, and record it in report.json."""
+    result = {"evaluation": evaluate.evaluate(output_dir)}
+    print(evaluate.format_evaluation(result["evaluation"]))
+    if ablation:
+        result["ablation"] = evaluate.ablation(output_dir)
+        print(evaluate.format_ablation(result["ablation"]))
+    path = storage.join(output_dir, REPORT_JSON)
+    report = {**json.loads(storage.read_bytes(path)), **result}
+    storage.write_bytes(path, (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode(), output_dir)
+    storage.remove_temp_dir(output_dir)

@@ -1,0 +1,26 @@
+"""Every outcome a sample can have, in one place: why a sample was dropped (its parquet ``status``) and the
+notes recorded on samples that went on anyway. ``Sample`` refuses any other name, so this list, the gates that
+name reasons and the README's table cannot drift apart."""
+
+KEPT = "kept"
+
+DROP_REASONS = {
+    "below_threshold": "no candidate reached filter.threshold (policies best, all)",
+    "no_caption": "no usable web caption and no synthetic caption",
+    "no_image": "no image member, or only a link to one",
+    "undecodable_image": "the image bytes do not decode",
+    "image_too_large": "over decode.max_pixels, refused from the header before decoding",
+    "invalid_json": "the json member is not UTF-8 JSON or not an object",
+    "unsafe_path": "the key is absolute or contains '..'",
+    "duplicate_key": "the key appeared earlier in the same shard",
+    "truncated": "the archive ends inside this sample",
+}
+
+NOTES = {
+    "no_txt": "no txt member; the captioner supplies the candidates",
+    "blank_txt": "the txt member is blank",
+    "txt_not_utf8": "the txt member is not UTF-8",
+    "link_member_ignored": "a symlink or hardlink member, never followed or copied",
+    "member_too_large": "a member over decode.max_member_bytes, skipped unread",
+    "duplicate_member_ignored": "a second member with the same key and extension",
+}
