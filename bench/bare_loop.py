@@ -31,9 +31,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from PIL import Image
+
     from capfilt.models.captioner import Captioner
     from capfilt.models.itm import ItmScorer
-    from PIL import Image
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -21,9 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from PIL import Image, ImageDraw
+
 from capfilt.pipeline.beam_job import usable_cores
 from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
-from PIL import Image, ImageDraw
 
 MEASURE = (
     "import resource, subprocess, sys, time; t = time.monotonic(); code = subprocess.call(sys.argv[1:]); "

@@ -1,17 +1,52 @@
-"""Shared fixtures: tiny BLIP checkpoints saved to a temp folder, and tiny shards built on the fly."""
+"""Fixtures the whole suite shares, and the guard that keeps it off the network."""
 
 from __future__ import annotations
 
-import io
-import json
+import ipaddress
+import os
+import socket
 from pathlib import Path
 
 import pytest
-from capfilt.models.tiny import save_random_pair
-from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
-from PIL import Image
 
-WORDS = "a picture of red green blue circle square triangle small large on the left right and".split()
+from capfilt.models.tiny import save_random_pair
+from tests.helpers import WORDS, run, sample_members, write_messy_input, write_shard
+
+# Subprocesses inherit these: a hub id can never be resolved online, whatever a test runs.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+class NetworkUsed(RuntimeError):
+    """A test tried to reach a host that is not this machine."""
+
+
+def _loopback(address) -> bool:
+    host = address[0] if isinstance(address, tuple) else address
+    if not isinstance(host, str) or host in ("localhost", ""):
+        return True  # unix sockets and the local host name
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost would need DNS
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_network():
+    """Every connection from this process must stay on loopback (moto, Beam's job service, worker pools)."""
+    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def guarded(method):
+        def wrapper(self, address):
+            if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address):
+                raise NetworkUsed(f"tests never touch the network: connect to {address!r}")
+            return method(self, address)
+
+        return wrapper
+
+    socket.socket.connect, socket.socket.connect_ex = guarded(connect), guarded(connect_ex)
+    yield
+    socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
 
 
 @pytest.fixture(scope="session")
@@ -19,30 +54,6 @@ def tiny_models(tmp_path_factory) -> tuple[str, str]:
     """A random-weight captioner and ITM model, saved and loaded by path like any hub checkpoint."""
     captioner, itm = save_random_pair(tmp_path_factory.mktemp("models"), WORDS, image_size=32)
     return str(captioner), str(itm)
-
-
-def image_bytes(color=(200, 30, 30), size=(24, 16), fmt="JPEG") -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-def write_shard(path: Path, members: list[tuple[str, bytes]]) -> Path:
-    """A tar at ``path`` holding ``members`` (name, bytes) in order."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle, DeterministicTarWriter(handle) as tar:
-        for name, data in members:
-            tar.add(name, data)
-    return path
-
-
-def sample_members(key: str, text: str | None = "a red square", meta: dict | None = None, color=(200, 30, 30)):
-    """The members of one ordinary sample: jpg, optional txt, json."""
-    members = [(f"{key}.jpg", image_bytes(color))]
-    if text is not None:
-        members.append((f"{key}.txt", text.encode()))
-    members.append((f"{key}.json", json.dumps(meta or {"url": f"https://example.com/{key}.jpg"}).encode()))
-    return members
 
 
 @pytest.fixture
@@ -56,3 +67,13 @@ def shards(tmp_path) -> Path:
             members += sample_members(f"s{shard}_{i:03d}", text, color=colors[i % 3])
         write_shard(tmp_path / "in" / f"{shard:05d}.tar", members)
     return tmp_path / "in"
+
+
+@pytest.fixture(scope="session")
+def messy_run(tiny_models, tmp_path_factory):
+    """One score_only run over the messy corpus, shared by the hardening and report tests."""
+    root = tmp_path_factory.mktemp("messy")
+    expected = write_messy_input(root / "in")
+    out = root / "out"
+    code = run(tiny_models, root / "in", out, "--set", "filter.policy=score_only", pattern="*")
+    return code, out, expected

@@ -1,13 +1,117 @@
-"""A generated corpus of every kind of damage web data shows, each sample with the outcome it must get."""
+"""Helpers the tests share: tiny shards built on the fly, the tests' standard run of the real entry point, and a
+generated corpus of every kind of damage web data shows, each sample with the outcome it must get."""
 
 from __future__ import annotations
 
+import gzip
 import io
+import json
 import random
 import struct
+import tarfile
 import zlib
+from pathlib import Path
 
+import pyarrow.parquet as pq
 from PIL import Image
+
+from capfilt.pipeline.cli import main
+from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
+
+WORDS = "a picture of red green blue circle square triangle small large on the left right and".split()
+
+
+# ---- shards ----
+
+
+def image_bytes(color=(200, 30, 30), size=(24, 16), fmt="JPEG") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def write_shard(path: Path, members: list[tuple[str, bytes]], links=()) -> Path:
+    """A tar at ``path`` holding ``members`` (name, bytes) in order, then ``links`` (name, tarfile type, target;
+    type None adds ``target`` as the bytes of a regular member after the links)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle, DeterministicTarWriter(handle) as tar:
+        for name, data in members:
+            tar.add(name, data)
+        for name, kind, target in links:
+            if kind is None:
+                tar.add(name, target)
+                continue
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.linkname = target
+            tar._tar.addfile(info)
+    return path
+
+
+def sample_members(key: str, text: str | None = "a red square", meta: dict | None = None, color=(200, 30, 30)):
+    """The members of one ordinary sample: jpg, optional txt, json."""
+    members = [(f"{key}.jpg", image_bytes(color))]
+    if text is not None:
+        members.append((f"{key}.txt", text.encode()))
+    members.append((f"{key}.json", json.dumps(meta or {"url": f"https://example.com/{key}.jpg"}).encode()))
+    return members
+
+
+# ---- the tests' standard run ----
+
+
+TEST_SETTINGS = {
+    "captioner.num_captions": 3,
+    "captioner.min_length": 2,
+    "captioner.max_length": 5,
+    "captioner.batch_size": 4,
+    # Random weights score everything near 0.5: threshold 0 keeps all unless a test says otherwise.
+    "filter.threshold": 0,
+    "runtime.threads": 1,
+}
+
+
+def run_argv(tiny_models, input_pattern: str, out) -> list[str]:
+    """`capfilt run demo` over ``input_pattern`` with the tiny models and the tests' settings."""
+    settings = {"captioner.model": tiny_models[0], "filter.model": tiny_models[1], **TEST_SETTINGS}
+    sets = [item for key, value in settings.items() for item in ("--set", f"{key}={value}")]
+    return ["run", "demo", "--input", input_pattern, "--output", str(out), *sets]
+
+
+def run(tiny_models, inp, out, *extra, pattern="*.tar"):
+    return main([*run_argv(tiny_models, str(inp / pattern), out), *extra])
+
+
+def rows(out: Path):
+    return [r for p in sorted(out.glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+
+
+def outputs(out: Path) -> dict[str, bytes]:
+    """Every output file's bytes, with the clock-dependent field of stats files removed."""
+    files = {}
+    for path in sorted(out.rglob("*")):
+        if path.is_file() and path.name != "report.json":
+            data = path.read_bytes()
+            if path.name.endswith("_stats.json"):
+                data = json.dumps({k: v for k, v in json.loads(data).items() if k != "seconds"}).encode()
+            files[str(path.relative_to(out))] = data
+    return files
+
+
+def assert_complete(path: Path) -> None:
+    """A file under a final name must be whole: a tar that reads to its end, parquet that loads, valid json."""
+    if path.suffix == ".tar":
+        with tarfile.open(path) as tar:
+            for member in tar:
+                tar.extractfile(member).read()
+    elif path.suffix == ".parquet":
+        pq.read_table(path)
+    elif path.name.endswith(".json"):
+        json.loads(path.read_text())
+
+
+# ---- the messy corpus ----
+
 
 RED = (200, 40, 40)
 
@@ -84,3 +188,79 @@ def broken() -> dict:
         "jpeg_cut_short": ("jpg", jpeg[: len(jpeg) // 2], "undecodable_image", "truncated"),
         "pixel_bomb": ("png", png_header_only(100_000, 100_000), "image_too_large", "pixel limit"),
     }
+
+
+CAPTION = b"a red square"
+JSON = b'{"url": "https://example.com/x.jpg"}'
+UNICODE = "一只红色的猫 🐱 قطة حمراء"
+
+
+def messy_members():
+    """(members, links, expected) for one shard: expected maps key -> (status, error fragment)."""
+    members, expected = [], {}
+    for key, (ext, data) in decodable().items():
+        members += [(f"{key}.{ext}", data), (f"{key}.txt", CAPTION), (f"{key}.json", JSON)]
+        expected[key] = ("kept", "")
+    for key, (ext, data, status, fragment) in broken().items():
+        members += [(f"{key}.{ext}", data), (f"{key}.txt", CAPTION)]
+        expected[key] = (status, fragment)
+    image = encode(picture(), "JPEG")
+    odd_text = {
+        "no_txt": (None, "kept", "no_txt"),
+        "blank_txt": (b"  \n\t ", "kept", "blank_txt"),
+        "latin1_txt": ("café rouge".encode("latin-1"), "kept", "txt_not_utf8"),
+        "huge_txt": (b"red " * 262_144, "kept", ""),
+        "unicode_txt": (UNICODE.encode(), "kept", ""),
+    }
+    for key, (text, status, fragment) in odd_text.items():
+        members.append((f"{key}.jpg", image))
+        if text is not None:
+            members.append((f"{key}.txt", text))
+        expected[key] = (status, fragment)
+    members += [("bad_json.jpg", image), ("bad_json.json", b"{not json")]
+    members += [("list_json.jpg", image), ("list_json.json", b"[1, 2]")]
+    members += [("no_image.txt", CAPTION), ("no_image.json", JSON)]
+    members += [("dir.v1/sub.x/key.jpg", image), ("dir.v1/sub.x/key.txt", CAPTION)]
+    members += [("../escape.jpg", image), ("../escape.txt", CAPTION), ("/abs/evil.jpg", image)]
+    expected.update(
+        {
+            "bad_json": ("invalid_json", "json member unreadable"),
+            "list_json": ("invalid_json", "not an object"),
+            "no_image": ("no_image", "no image member"),
+            "dir.v1/sub.x/key": ("kept", ""),
+            "../escape": ("unsafe_path", "leaves the archive"),
+            "/abs/evil": ("unsafe_path", "leaves the archive"),
+            "symlink": ("no_image", "link_member_ignored"),
+            "hardlink": ("no_image", "link_member_ignored"),
+        }
+    )
+    links = [
+        ("symlink.jpg", tarfile.SYMTYPE, "/etc/passwd"),
+        ("symlink.txt", None, CAPTION),
+        ("hardlink.jpg", tarfile.LNKTYPE, "jpeg_baseline.jpg"),
+        ("folder", tarfile.DIRTYPE, ""),
+    ]
+    return members, links, expected
+
+
+def write_messy_input(inp: Path) -> dict:
+    """The messy corpus as five shards under ``inp`` (damaged samples, gzip, a cut archive, an empty tar, an HTML page
+    named .tar); returns the expected (status, error fragment) per key of shard 00000."""
+    inp.mkdir()
+    members, links, expected = messy_members()
+    write_shard(inp / "00000.tar", members, links)
+    ordinary = [("g1.jpg", encode(picture(), "JPEG")), ("g1.txt", CAPTION), ("g2.png", encode(picture(), "PNG"))]
+    write_shard(inp / "plain", ordinary)
+    (inp / "00001.tar.gz").write_bytes(gzip.compress((inp / "plain").read_bytes(), mtime=0))
+    (inp / "plain").unlink()
+    body = [
+        (f"t{i}.{ext}", encode(picture((64, 64)), "BMP") if ext == "bmp" else CAPTION)
+        for i in range(4)
+        for ext in ("bmp", "txt")
+    ]
+    write_shard(inp / "00002.tar", body)
+    data = (inp / "00002.tar").read_bytes()
+    (inp / "00002.tar").write_bytes(data[: int(len(data) * 0.6)])
+    write_shard(inp / "00003.tar", [])
+    (inp / "00004.tar").write_bytes(b"<html><body>503 Service Unavailable</body></html>\n" * 30)
+    return expected

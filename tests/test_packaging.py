@@ -1,6 +1,9 @@
-"""The wheel alone carries what a Dataflow or Flink worker needs: pipelines.yaml and the demo models."""
+"""The distribution: one package name, what the wheel carries, which way the packages depend on each other."""
 
+import ast
+import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -9,7 +12,17 @@ from pathlib import Path
 
 import pytest
 
+import capfilt
+
 ROOT = Path(__file__).resolve().parent.parent
+# Repository folder -> the package it installs as (setup.py's package_dir).
+PACKAGES = {
+    "src/capfilt": "capfilt",
+    "pipeline": "capfilt.pipeline",
+    "models": "capfilt.models",
+    "demo": "capfilt.demo",
+}
+PRODUCTION = ("capfilt.pipeline", "capfilt.models")
 
 
 @pytest.fixture(scope="module")
@@ -23,58 +36,146 @@ def wheel(tmp_path_factory) -> Path:
     return next(dist.glob("capfilt-*.whl"))
 
 
-def test_wheel_ships_config_and_demo_models(wheel):
-    names = zipfile.ZipFile(wheel).namelist()
-    assert "capfilt/pipeline/pipelines.yaml" in names
-    for model in ("captioner", "itm"):
-        assert f"capfilt/models/embedded/{model}/model.safetensors" in names
-        assert f"capfilt/models/embedded/{model}/config.json" in names
-    assert not [n for n in names if n.startswith("tests/")]
-
-
-def test_installed_wheel_runs_the_demo_from_an_empty_folder(wheel, tmp_path):
-    target = tmp_path / "site"
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> tuple[Path, dict]:
+    """The wheel installed into a folder of its own, and an environment that sees capfilt only from there."""
+    target = tmp_path_factory.mktemp("site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
         check=True,
         capture_output=True,
     )
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    # Dependencies from this environment, capfilt only from the wheel: the repository is not on the path.
+    # Dependencies from this environment, capfilt only from the wheel: with -S the editable install of this
+    # checkout is not on the path.
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(target), sysconfig.get_paths()["purelib"]]),
         "PYTHONNOUSERSITE": "1",
     }
+    return target, env
+
+
+def test_wheel_installs_one_top_level_package_with_its_data(wheel):
+    archive = zipfile.ZipFile(wheel)
+    names = archive.namelist()
+    top_level = next(n for n in names if n.endswith(".dist-info/top_level.txt"))
+    assert archive.read(top_level).decode().split() == ["capfilt"]
+    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"capfilt"}
+    assert "capfilt/pipeline/pipelines.yaml" in names
+    for model in ("captioner", "itm"):
+        assert f"capfilt/models/embedded/{model}/model.safetensors" in names
+        assert f"capfilt/models/embedded/{model}/config.json" in names
+    assert "capfilt/demo/world.py" in names and "capfilt/__main__.py" in names
+    # Training the demo checkpoints is a source-checkout tool; workers never run it.
+    assert not [n for n in names if n.startswith("capfilt/demo/training/")]
+
+
+def _user_folder(path: Path) -> Path:
+    """A project folder of the kind most ML users have: its own models/, pipeline/ (with a select.py) and demo/,
+    each of which fails loudly if anything imports it."""
+    for package in ("models", "pipeline", "demo"):
+        (path / package).mkdir(parents=True)
+        (path / package / "__init__.py").write_text(f"raise ImportError('the user\\'s {package}/ was imported')\n")
+    (path / "pipeline" / "select.py").write_text("raise ImportError('the user\\'s pipeline/select.py was imported')\n")
+    return path
+
+
+@pytest.mark.parametrize("entry", ["console_script", "python_m"])
+def test_installed_wheel_runs_the_demo_beside_a_users_own_packages(installed, tmp_path, entry):
+    target, env = installed
+    folder = _user_folder(tmp_path / "project")
+    head = (
+        [sys.executable, "-S", str(target / "bin" / "capfilt")]
+        if entry == "console_script"
+        else [
+            sys.executable,
+            "-S",
+            "-m",
+            "capfilt",
+        ]
+    )
     probe = subprocess.run(
-        [sys.executable, "-S", "-c", "import capfilt; print(capfilt.__file__)"],
+        [
+            sys.executable,
+            "-S",
+            "-c",
+            "import capfilt.pipeline.cli as c, capfilt.models.loading as m; print(c.__file__)",
+        ],
         env=env,
-        cwd=empty,
+        cwd=folder,
         capture_output=True,
         text=True,
         check=True,
     )
     assert probe.stdout.startswith(str(target))
+    small = ["--set", "demo_data.shards=1", "--set", "demo_data.samples_per_shard=16"]
     result = subprocess.run(
-        [
-            sys.executable,
-            "-S",
-            "-m",
-            "capfilt",
-            "run",
-            "demo",
-            "--set",
-            "demo_data.shards=1",
-            "--set",
-            "demo_data.samples_per_shard=16",
-        ],
-        env=env,
-        cwd=empty,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        [*head, "run", "demo", *small], env=env, cwd=folder, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert (empty / "capfilt-demo" / "output" / "_SUCCESS").exists()
-    assert (empty / "capfilt-demo" / "output" / "00000.tar").exists()
+    out = folder / "capfilt-demo" / "output"
+    assert (out / "_SUCCESS").exists() and (out / "00000.tar").exists()
+    assert json.loads((out / "report.json").read_text())["totals"]["input"] == 16
+    version = subprocess.run([*head, "--version"], env=env, cwd=folder, capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.strip() == f"capfilt {capfilt.__version__}"
+
+
+def test_production_modules_never_import_the_demo_package():
+    """Import every module of capfilt.pipeline and capfilt.models in a fresh interpreter: no capfilt.demo."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import capfilt.pipeline, capfilt.models\n"
+        "for package in (capfilt.pipeline, capfilt.models):\n"
+        "    for info in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):\n"
+        "        importlib.import_module(info.name)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('capfilt.')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    loaded = ast.literal_eval(result.stdout.strip().splitlines()[-1])
+    assert "capfilt.pipeline.beam_job" in loaded and "capfilt.pipeline.cli" in loaded
+    assert not [m for m in loaded if m.startswith("capfilt.demo")]
+
+
+def _imports(path: Path, module: str, is_package: bool):
+    """(absolute module name, line, inside a function) of every import in ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    functions = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) for n in ast.walk(f)}
+    here = module.split(".") if is_package else module.split(".")[:-1]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno, id(node) in functions, 0
+        elif isinstance(node, ast.ImportFrom):
+            base = here[: len(here) - node.level + 1] if node.level else []
+            target = ".".join([*base, *([node.module] if node.module else [])])
+            yield target, node.lineno, id(node) in functions, node.level
+
+
+def _package_modules():
+    for folder, package in PACKAGES.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = list(path.relative_to(ROOT / folder).with_suffix("").parts)
+            is_package = parts[-1] == "__init__"
+            yield path, ".".join([package, *(parts[:-1] if is_package else parts)]), is_package
+
+
+def test_packages_import_themselves_relatively_and_production_never_imports_demo():
+    problems = []
+    for path, module, is_package in _package_modules():
+        where = path.relative_to(ROOT)
+        for target, line, in_function, level in _imports(path, module, is_package):
+            top = target.split(".")[0]
+            if level == 0 and top in ("pipeline", "models", "demo", "capfilt"):
+                problems.append(f"{where}:{line}: absolute import of {target} inside the package")
+            if module.startswith(PRODUCTION) and target.startswith("capfilt.demo"):
+                # Only the command line may reach the demo, and only when a demo command runs.
+                if not (module == "capfilt.pipeline.cli" and in_function):
+                    problems.append(f"{where}:{line}: production module imports {target}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.skipif(shutil.which("ruff", path=str(Path(sys.executable).parent)) is None, reason="ruff not installed")
+def test_ruff_passes_including_the_ban_on_bare_folder_imports():
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent))
+    result = subprocess.run([ruff, "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]

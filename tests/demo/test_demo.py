@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from capfilt.pipeline.cli import main
 
 

@@ -7,6 +7,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from capfilt.demo.evaluate import ablation, capfilt_misses, evaluate, format_ablation, format_evaluation
 from capfilt.pipeline.shard.rows import ROW_SCHEMA
 

@@ -10,8 +10,9 @@ import random
 import tarfile
 
 import pytest
-from capfilt.demo import world as world
 from PIL import Image
+
+from capfilt.demo import world as world
 
 
 def _members(path: str) -> dict[str, bytes]:

@@ -3,11 +3,12 @@ import pytest
 import torch
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.testing.util import assert_that, equal_to
+from PIL import Image
+from transformers import BlipForImageTextRetrieval, BlipProcessor
+
 from capfilt.models.captioner import Captioner
 from capfilt.models.handlers import CaptionerModelHandler, ItmModelHandler
 from capfilt.models.itm import ItmScorer
-from PIL import Image
-from transformers import BlipForImageTextRetrieval, BlipProcessor
 
 IMAGES = [Image.new("RGB", (40, 30), (220, 20, 20)), Image.new("RGB", (12, 12), (20, 20, 220))]
 

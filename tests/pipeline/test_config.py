@@ -1,4 +1,5 @@
 import pytest
+
 from capfilt.pipeline.cli import main
 from capfilt.pipeline.config import ConfigError, load_config
 

@@ -1,6 +1,7 @@
 """The real entry point over tiny shards and tiny BLIP models on Beam's FnApiRunner, checked against the contract."""
 
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -9,12 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 from apache_beam.metrics.metric import MetricsFilter
+
 from capfilt.pipeline import beam_job as job
-from capfilt.pipeline.cli import main
 from capfilt.pipeline.config import load_config
 from capfilt.pipeline.shard.reader import match_shards
-
-from tests.conftest import sample_members, write_shard
+from tests.helpers import rows, run, sample_members, write_shard
 
 
 @pytest.fixture
@@ -28,32 +28,6 @@ def messy(tmp_path) -> Path:
     members += sample_members("nocaption", None, meta={"url": "n"})
     write_shard(tmp_path / "in" / "00000.tar", members)
     return tmp_path / "in"
-
-
-TEST_SETTINGS = {
-    "captioner.num_captions": 3,
-    "captioner.min_length": 2,
-    "captioner.max_length": 5,
-    "captioner.batch_size": 4,
-    # Random weights score everything near 0.5: threshold 0 keeps all unless a test says otherwise.
-    "filter.threshold": 0,
-    "runtime.threads": 1,
-}
-
-
-def run_argv(tiny_models, input_pattern: str, out) -> list[str]:
-    """`capfilt run demo` over ``input_pattern`` with the tiny models and the tests' settings."""
-    settings = {"captioner.model": tiny_models[0], "filter.model": tiny_models[1], **TEST_SETTINGS}
-    sets = [item for key, value in settings.items() for item in ("--set", f"{key}={value}")]
-    return ["run", "demo", "--input", input_pattern, "--output", str(out), *sets]
-
-
-def run(tiny_models, inp, out, *extra, pattern="*.tar"):
-    return main([*run_argv(tiny_models, str(inp / pattern), out), *extra])
-
-
-def rows(out: Path):
-    return [r for p in sorted(out.glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
 
 
 def test_every_sample_accounted_and_output_follows_the_contract(tiny_models, shards, tmp_path):
@@ -204,3 +178,130 @@ def test_torch_threads_share_the_usable_cores_among_worker_processes(monkeypatch
     monkeypatch.setattr(job.os, "cpu_count", lambda: 64)
     config = load_config("demo", overrides=[f"runtime.threads={threads_set}"])
     assert job.torch_threads(config, job.PipelineOptions(beam_args)) == expected
+
+
+def _tar_members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar}
+
+
+def _candidates(row: dict) -> list[tuple[str, float]]:
+    web = [(row["web_text"], row["web_score"])] if row["web_score"] is not None else []
+    return web + list(zip(row["synthetic_texts"], row["synthetic_scores"]))
+
+
+def test_policy_all_keeps_exactly_the_candidates_at_or_over_a_splitting_threshold(tiny_models, shards, tmp_path):
+    scored = tmp_path / "scored"
+    assert run(tiny_models, shards, scored, "--set", "filter.policy=score_only") == 0
+    best = sorted(max(score for _, score in _candidates(row)) for row in rows(scored))
+    threshold = best[len(best) // 2]  # the median sample's best score: about half the samples keep something
+    out = tmp_path / "all"
+    assert run(tiny_models, shards, out, "--set", "filter.policy=all", "--set", f"filter.threshold={threshold!r}") == 0
+    members = {**_tar_members(out / "00000.tar"), **_tar_members(out / "00001.tar")}
+    statuses, partly_kept = set(), 0
+    for row in rows(out):
+        passing = [(text, score) for text, score in _candidates(row) if score >= threshold]
+        statuses.add(row["status"])
+        if not passing:
+            assert row["status"] == "below_threshold" and f"{row['key']}.txt" not in members
+            continue
+        top = max(_candidates(row), key=lambda c: c[1])  # the first of equal scores: web first
+        assert row["status"] == "kept" and row["kept_texts"] == [text for text, _ in passing]
+        partly_kept += len(passing) < len(_candidates(row))
+        assert members[f"{row['key']}.txt"].decode() == top[0] == row["caption"]
+        record = json.loads(members[f"{row['key']}.json"])["capfilt"]
+        assert [c["text"] for c in record["kept"]] == [text for text, _ in passing]
+        assert all(c["score"] >= round(threshold, 6) - 1e-6 for c in record["kept"])
+    assert statuses == {"kept", "below_threshold"} and partly_kept, "the threshold must split samples and candidates"
+
+
+def test_web_margin_from_config_decides_between_web_and_synthetic(tiny_models, shards, tmp_path):
+    scored = tmp_path / "scored"
+    assert run(tiny_models, shards, scored, "--set", "filter.policy=score_only") == 0
+    gaps = [
+        max(r["synthetic_scores"]) - r["web_score"]
+        for r in rows(scored)
+        if r["web_score"] is not None and max(r["synthetic_scores"]) > r["web_score"]
+    ]
+    assert gaps, "some web caption must be outscored by a synthetic one for this test to mean anything"
+    plain, margin = tmp_path / "plain", tmp_path / "margin"
+    assert run(tiny_models, shards, plain) == 0
+    assert run(tiny_models, shards, margin, "--set", f"filter.web_margin={max(gaps) + 1e-6!r}") == 0
+    outscored = {
+        r["key"] for r in rows(scored) if r["web_score"] is not None and r["web_score"] < max(r["synthetic_scores"])
+    }
+    for row in rows(plain):
+        assert row["source"] == (
+            "synthetic" if row["key"] in outscored else ("web" if row["web_text"] else "synthetic")
+        )
+    for row in rows(margin):
+        assert row["source"] == ("web" if row["web_text"] else "synthetic"), row["key"]
+    assert json.loads((margin / "report.json").read_text())["config"]["filter"]["web_margin"] == max(gaps) + 1e-6
+
+
+def test_no_synthetic_captions_drops_uncaptioned_samples_as_no_caption(tiny_models, shards, tmp_path):
+    out = tmp_path / "out"
+    assert run(tiny_models, shards, out, "--set", "captioner.num_captions=0") == 0
+    for row in rows(out):
+        assert row["synthetic_texts"] == []
+        assert row["status"] == ("kept" if row["web_text"] else "no_caption"), row["key"]
+    assert json.loads((out / "report.json").read_text())["totals"]["dropped"] == {"no_caption": 2}
+
+
+def test_duplicates_and_oversized_members_are_recorded_and_counted(tiny_models, tmp_path):
+    members = sample_members("a") + sample_members("dup") + sample_members("b") + sample_members("dup")
+    members += sample_members("c") + [("c.txt", b"a second caption")]
+    members += sample_members("big") + [("big.npy", b"\0" * 10_000)]
+    write_shard(tmp_path / "in" / "00000.tar", members)
+    out = tmp_path / "out"
+    assert run(tiny_models, tmp_path / "in", out, "--set", "decode.max_member_bytes=4096") == 0
+    by_key = [(r["key"], r["status"], r["error"]) for r in rows(out)]
+    assert [(k, s) for k, s, _ in by_key] == [
+        ("a", "kept"),
+        ("dup", "kept"),
+        ("b", "kept"),
+        ("dup", "duplicate_key"),
+        ("c", "kept"),
+        ("big", "kept"),
+    ]
+    errors = {k: e for k, _, e in by_key}
+    assert errors["c"] == "duplicate_member_ignored: c.txt"
+    assert errors["big"].startswith("member_too_large: big.npy (10000 bytes")
+    stats = json.loads((out / "00000_stats.json").read_text())
+    assert stats["dropped"] == {"duplicate_key": 1}
+    assert stats["errors"] == {"duplicate_member_ignored": 1, "member_too_large": 1}
+    totals = json.loads((out / "report.json").read_text())["totals"]
+    assert totals["sample_errors"] == stats["errors"] and totals["dropped"] == stats["dropped"]
+    # The first of two captions is the web caption; the ignored one never reaches the output.
+    assert _tar_members(out / "00000.tar")["c.json"] and b"a second caption" not in (out / "00000.tar").read_bytes()
+
+
+def test_parquet_columns_are_the_ones_the_readme_documents(tiny_models, shards, tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    paragraph = readme[readme.index("Parquet columns:") :].split("\n\n", 1)[0]
+    documented = re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", paragraph))
+    out = tmp_path / "out"
+    assert run(tiny_models, shards, out) == 0
+    assert pq.read_schema(out / "00000.parquet").names == documented
+
+
+def test_tars_are_pax_with_root_owner_and_keep_unicode_keys(tiny_models, tmp_path):
+    write_shard(tmp_path / "in" / "00000.tar", sample_members("plain") + sample_members("ünïcödé_キー"))
+    out = tmp_path / "out"
+    assert run(tiny_models, tmp_path / "in", out) == 0
+    data = (out / "00000.tar").read_bytes()
+    assert data[257:265] == b"ustar\x0000"  # POSIX ustar magic, as PAX writes it (GNU writes "ustar  \0")
+    with tarfile.open(out / "00000.tar") as tar:
+        members = tar.getmembers()
+    assert {m.name for m in members} >= {"ünïcödé_キー.jpg", "ünïcödé_キー.txt", "ünïcödé_キー.json"}
+    assert all((m.uid, m.gid, m.uname, m.gname, m.mtime, m.mode) == (0, 0, "", "", 0, 0o644) for m in members)
+    # A non-ASCII name travels in a PAX extended header (type 'x') before its member.
+    assert any(data[i + 156 : i + 157] == b"x" for i in range(0, len(data), 512) if data[i + 257 : i + 262] == b"ustar")
+
+
+def test_kept_sample_without_a_web_caption_records_null_web_text(tiny_models, shards, tmp_path):
+    out = tmp_path / "out"
+    assert run(tiny_models, shards, out) == 0
+    record = json.loads(_tar_members(out / "00000.tar")["s0_003.json"])["capfilt"]
+    assert record["web"] == {"text": None, "score": None}
+    assert record["source"] == "synthetic" and record["caption"] in [s["text"] for s in record["synthetic"]]

@@ -1,21 +1,17 @@
 """Interruption and parallelism: a killed run, rerun, ends as an uninterrupted one; worker count changes nothing."""
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import sample_members, write_shard
-from tests.test_pipeline import run, run_argv
+from tests.helpers import assert_complete, outputs, run, run_argv, sample_members, write_shard
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -32,31 +28,7 @@ def many_shards(tmp_path_factory) -> Path:
 def argv(tiny_models, inp, out):
     """The tests' usual run as a subprocess, with a threshold that drops some samples."""
     run_args = run_argv(tiny_models, str(inp / "*.tar"), out)
-    return [sys.executable, "-m", "pipeline", *run_args, "--set", "filter.threshold=0.5"]
-
-
-def outputs(out: Path) -> dict[str, bytes]:
-    """Every output file's bytes, with the clock-dependent field of stats files removed."""
-    files = {}
-    for path in sorted(out.rglob("*")):
-        if path.is_file() and path.name != "report.json":
-            data = path.read_bytes()
-            if path.name.endswith("_stats.json"):
-                data = json.dumps({k: v for k, v in json.loads(data).items() if k != "seconds"}).encode()
-            files[str(path.relative_to(out))] = data
-    return files
-
-
-def assert_complete(path: Path) -> None:
-    """A file under a final name must be whole: a tar that reads to its end, parquet that loads, valid json."""
-    if path.suffix == ".tar":
-        with tarfile.open(path) as tar:
-            for member in tar:
-                tar.extractfile(member).read()
-    elif path.suffix == ".parquet":
-        pq.read_table(path)
-    elif path.name.endswith(".json"):
-        json.loads(path.read_text())
+    return [sys.executable, "-m", "capfilt", *run_args, "--set", "filter.threshold=0.5"]
 
 
 @pytest.mark.parametrize("kill_after", [1, 3])

@@ -1,108 +1,13 @@
 """Every kind of damaged, odd or hostile input gets its recorded outcome, and nothing crashes the run."""
 
-import gzip
 import json
 import tarfile
 
 import pyarrow.parquet as pq
 import pytest
+
 from capfilt.pipeline.shard.decode import open_image
-from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
-
-from tests.messy_corpus import broken, decodable, encode, exif_rotated_jpeg, picture
-from tests.test_pipeline import run
-
-CAPTION = b"a red square"
-JSON = b'{"url": "https://example.com/x.jpg"}'
-UNICODE = "一只红色的猫 🐱 قطة حمراء"
-
-
-def messy_members():
-    """(members, links, expected) for one shard: expected maps key -> (status, error fragment)."""
-    members, expected = [], {}
-    for key, (ext, data) in decodable().items():
-        members += [(f"{key}.{ext}", data), (f"{key}.txt", CAPTION), (f"{key}.json", JSON)]
-        expected[key] = ("kept", "")
-    for key, (ext, data, status, fragment) in broken().items():
-        members += [(f"{key}.{ext}", data), (f"{key}.txt", CAPTION)]
-        expected[key] = (status, fragment)
-    image = encode(picture(), "JPEG")
-    odd_text = {
-        "no_txt": (None, "kept", "no_txt"),
-        "blank_txt": (b"  \n\t ", "kept", "blank_txt"),
-        "latin1_txt": ("café rouge".encode("latin-1"), "kept", "txt_not_utf8"),
-        "huge_txt": (b"red " * 262_144, "kept", ""),
-        "unicode_txt": (UNICODE.encode(), "kept", ""),
-    }
-    for key, (text, status, fragment) in odd_text.items():
-        members.append((f"{key}.jpg", image))
-        if text is not None:
-            members.append((f"{key}.txt", text))
-        expected[key] = (status, fragment)
-    members += [("bad_json.jpg", image), ("bad_json.json", b"{not json")]
-    members += [("list_json.jpg", image), ("list_json.json", b"[1, 2]")]
-    members += [("no_image.txt", CAPTION), ("no_image.json", JSON)]
-    members += [("dir.v1/sub.x/key.jpg", image), ("dir.v1/sub.x/key.txt", CAPTION)]
-    members += [("../escape.jpg", image), ("../escape.txt", CAPTION), ("/abs/evil.jpg", image)]
-    expected.update(
-        {
-            "bad_json": ("invalid_json", "json member unreadable"),
-            "list_json": ("invalid_json", "not an object"),
-            "no_image": ("no_image", "no image member"),
-            "dir.v1/sub.x/key": ("kept", ""),
-            "../escape": ("unsafe_path", "leaves the archive"),
-            "/abs/evil": ("unsafe_path", "leaves the archive"),
-            "symlink": ("no_image", "link_member_ignored"),
-            "hardlink": ("no_image", "link_member_ignored"),
-        }
-    )
-    links = [
-        ("symlink.jpg", tarfile.SYMTYPE, "/etc/passwd"),
-        ("symlink.txt", None, CAPTION),
-        ("hardlink.jpg", tarfile.LNKTYPE, "jpeg_baseline.jpg"),
-        ("folder", tarfile.DIRTYPE, ""),
-    ]
-    return members, links, expected
-
-
-def write_tar(path, members, links=()):
-    with open(path, "wb") as handle, DeterministicTarWriter(handle) as tar:
-        for name, data in members:
-            tar.add(name, data)
-        for name, kind, target in links:
-            if kind is None:
-                tar.add(name, target)
-                continue
-            info = tarfile.TarInfo(name)
-            info.type = kind
-            info.linkname = target
-            tar._tar.addfile(info)
-
-
-@pytest.fixture(scope="module")
-def messy_run(tiny_models, tmp_path_factory):
-    root = tmp_path_factory.mktemp("messy")
-    inp = root / "in"
-    inp.mkdir()
-    members, links, expected = messy_members()
-    write_tar(inp / "00000.tar", members, links)
-    ordinary = [("g1.jpg", encode(picture(), "JPEG")), ("g1.txt", CAPTION), ("g2.png", encode(picture(), "PNG"))]
-    write_tar(inp / "plain", ordinary)
-    (inp / "00001.tar.gz").write_bytes(gzip.compress((inp / "plain").read_bytes(), mtime=0))
-    (inp / "plain").unlink()
-    body = [
-        (f"t{i}.{ext}", encode(picture((64, 64)), "BMP") if ext == "bmp" else CAPTION)
-        for i in range(4)
-        for ext in ("bmp", "txt")
-    ]
-    write_tar(inp / "00002.tar", body)
-    data = (inp / "00002.tar").read_bytes()
-    (inp / "00002.tar").write_bytes(data[: int(len(data) * 0.6)])
-    write_tar(inp / "00003.tar", [])
-    (inp / "00004.tar").write_bytes(b"<html><body>503 Service Unavailable</body></html>\n" * 30)
-    out = root / "out"
-    code = run(tiny_models, inp, out, "--set", "filter.policy=score_only", pattern="*")
-    return code, out, expected
+from tests.helpers import UNICODE, encode, exif_rotated_jpeg, picture
 
 
 def test_run_finishes_and_records_the_unreadable_shard(messy_run):
@@ -161,8 +66,9 @@ def test_pixel_limit_refuses_before_decoding():
 
 
 def test_weights_load_only_from_safetensors(tiny_models, tmp_path):
-    from capfilt.models.loading import load_blip
     from transformers import BlipForImageTextRetrieval
+
+    from capfilt.models.loading import load_blip
 
     model_dir = tmp_path / "pickled"
     model_dir.mkdir()

@@ -1,4 +1,5 @@
 import pytest
+
 from capfilt.pipeline.policy import Candidate, select
 
 W = lambda s: Candidate("web text", s, "web")  # noqa: E731

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_faults import outputs
-from tests.test_pipeline import run
+from tests.helpers import outputs, run, run_argv, sample_members, write_shard
 
 PORTABLE = ["--", "--runner=PortableRunner", "--job_endpoint=embed"]  # Beam's embedded job service
 
@@ -25,8 +24,6 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def reference(tiny_models, tmp_path_factory):
     """The FnApiRunner's output over two shards, and the input it came from."""
-    from tests.conftest import sample_members, write_shard
-
     root = tmp_path_factory.mktemp("runners")
     for shard in range(2):
         members = []
@@ -119,8 +116,6 @@ def objects(client, prefix: str) -> dict[str, bytes]:
 
 def test_s3_input_and_output_with_atomic_rename_and_resume(tiny_models, reference, s3, tmp_path):
     from capfilt.pipeline.cli import main
-
-    from tests.test_pipeline import run_argv
 
     inp, expected = reference
     client, flags = s3

@@ -7,10 +7,9 @@ import shutil
 import subprocess
 
 import pytest
-from capfilt.pipeline.cli import main
 from PIL import Image
 
-from tests.test_hardening import messy_run  # noqa: F401  (a module fixture: one messy run shared here)
+from capfilt.pipeline.cli import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
@@ -25,7 +24,7 @@ FLAGS = [
 ]
 
 
-def test_report_is_self_contained(messy_run):  # noqa: F811
+def test_report_is_self_contained(messy_run):
     _, out, _ = messy_run
     html = (out / "report.html").read_text()
     assert all(src.startswith("data:image/") for src in re.findall(r"src='([^']*)'", html))
@@ -36,7 +35,7 @@ def test_report_is_self_contained(messy_run):  # noqa: F811
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
-def test_report_renders_in_headless_chromium(messy_run, tmp_path):  # noqa: F811
+def test_report_renders_in_headless_chromium(messy_run, tmp_path):
     _, out, _ = messy_run
     shot = tmp_path / "report.png"
     url = (out / "report.html").as_uri()
@@ -57,7 +56,7 @@ def test_report_renders_in_headless_chromium(messy_run, tmp_path):  # noqa: F811
     assert "ITM scores" in dom and "Dropped samples" in dom and dom.count("<img") >= 3
 
 
-def test_report_command_rebuilds_from_disk(messy_run, tmp_path):  # noqa: F811
+def test_report_command_rebuilds_from_disk(messy_run, tmp_path):
     _, out, _ = messy_run
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
@@ -71,7 +70,7 @@ def test_report_command_rebuilds_from_disk(messy_run, tmp_path):  # noqa: F811
     assert rebuilt["histograms"] == original["histograms"] and (copy / "report.html").exists()
 
 
-def test_check_passes_healthy_output_and_names_failed_gates(messy_run, capsys):  # noqa: F811
+def test_check_passes_healthy_output_and_names_failed_gates(messy_run, capsys):
     _, out, _ = messy_run
     assert main(["check", str(out), "--min-kept-fraction", "0.3", "--max-failed-shards", "1"]) == 0
     assert (

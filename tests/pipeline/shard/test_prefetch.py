@@ -1,6 +1,7 @@
 import threading
 
 import pytest
+
 from capfilt.pipeline.shard.prefetch import prefetch
 
 

@@ -4,6 +4,7 @@ import random
 import tarfile
 
 import pytest
+
 from capfilt.pipeline.shard.reader import ShardFormatError, TarSamples, match_shards, shard_name, split_member_name
 from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
 
