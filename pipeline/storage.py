@@ -45,12 +45,18 @@ class AtomicFile:
         return self._handle.write(data)
 
     def commit(self) -> None:
-        self._handle.close()
-        FileSystems.rename([self.temp], [self.path])
+        """Close and rename into place; a failure removes the temporary file and raises."""
+        try:
+            self._handle.close()
+            FileSystems.rename([self.temp], [self.path])
+        except BaseException:
+            self.discard()
+            raise
 
     def discard(self) -> None:
         try:
-            self._handle.close()
+            if not self._handle.closed:
+                self._handle.close()
         finally:
             if FileSystems.exists(self.temp):
                 FileSystems.delete([self.temp])

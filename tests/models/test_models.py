@@ -50,9 +50,11 @@ def test_itm_scores_equal_hugging_face_forward(tiny_models):
 
 def test_itm_truncates_long_text_to_the_model_limit(tiny_models):
     scorer = ItmScorer.from_pretrained(tiny_models[1], max_text_tokens=8)
-    long_text = " ".join(["red"] * 5000)
-    [[score]] = scorer.score(IMAGES[:1], [[long_text]])
-    assert 0.0 <= score <= 1.0
+    long_text = " ".join(["a red circle on the left and"] * 1000)
+    # 8 tokens: [CLS], the first six words, [SEP].
+    [[score, six, five]] = scorer.score(IMAGES[:1], [[long_text, "a red circle on the left", "a red circle on the"]])
+    assert score == pytest.approx(six, abs=1e-6)
+    assert five != six  # one word fewer changes the score: the cut is exactly at the limit, not before it
 
 
 def test_model_handlers_run_in_run_inference(tiny_models):

@@ -1,7 +1,7 @@
 import pytest
 
 from capfilt.pipeline.cli import main
-from capfilt.pipeline.config import ConfigError, load_config
+from capfilt.pipeline.config import PACKAGED_CONFIG, ConfigError, load_config
 
 YAML = """
 defaults:
@@ -65,8 +65,11 @@ def test_unknown_key_in_file_names_file_and_key(tmp_path):
 
 
 def test_packaged_config_has_the_named_pipelines():
+    # The copy inside the installed package, which a worker or a user outside this checkout reads.
+    assert PACKAGED_CONFIG.is_file() and PACKAGED_CONFIG.parent.name == "pipeline"
     for name in ("demo", "blip-base", "blip-large-dataflow", "blip-base-flink", "ci"):
-        assert load_config(name).name == name
+        assert load_config(name, str(PACKAGED_CONFIG)).name == name
+    assert load_config("ci", str(PACKAGED_CONFIG)).gates.active()
 
 
 @pytest.mark.parametrize(
@@ -97,3 +100,20 @@ def test_cli_configuration_errors_exit_2_with_one_line(argv, fragment, capsys, t
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and fragment in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_gates_are_config_with_keys_and_reasons_checked(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("pipelines:\n  x:\n    gates: {min_kept_fracton: 0.5}\n")
+    with pytest.raises(ConfigError, match=rf"{path}: gates.min_kept_fracton: unknown key"):
+        load_config("x", str(path))
+    path.write_text("pipelines:\n  x:\n    gates: {max_dropped_fraction: {below_treshold: 0.1}}\n")
+    with pytest.raises(ConfigError, match=r"gates.max_dropped_fraction.below_treshold: not a drop reason \(valid: "):
+        load_config("x", str(path))
+    path.write_text("pipelines:\n  x:\n    gates: {max_dropped_fraction: {no_image: 2}, min_accuracy: 0.9}\n")
+    with pytest.raises(ConfigError, match=r"gates.max_dropped_fraction.no_image: must be between 0.0 and 1.0"):
+        load_config("x", str(path))
+    path.write_text("pipelines:\n  x:\n    gates: {max_dropped_fraction: {no_image: 0.2}, min_accuracy: 0.9}\n")
+    gates = load_config("x", str(path)).gates
+    assert gates.max_dropped_fraction == {"no_image": 0.2} and gates.min_accuracy == 0.9 and gates.active()
+    assert not load_config("x", str(path), ["gates.min_accuracy=null", "gates.max_dropped_fraction={}"]).gates.active()

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from apache_beam.io.filesystems import FileSystems
 
 from tests.helpers import assert_complete, outputs, run, run_argv, sample_members, write_shard
 
@@ -40,8 +41,10 @@ def test_sigkill_then_rerun_ends_identical(tiny_models, many_shards, tmp_path, k
         argv(tiny_models, many_shards, out), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     checked = 0
+    deadline = time.monotonic() + 300
     try:
         while process.poll() is None:
+            assert time.monotonic() < deadline, "the run neither finished nor wrote a stats file in 300 s"
             visible = [p for p in out.glob("*") if p.is_file()] if out.exists() else []
             for path in visible:
                 assert_complete(path)
@@ -55,6 +58,26 @@ def test_sigkill_then_rerun_ends_identical(tiny_models, many_shards, tmp_path, k
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (out / "_SUCCESS").exists() and checked > 0
     subprocess.run(argv(tiny_models, many_shards, out), check=True, cwd=ROOT, capture_output=True)
+    assert outputs(out) == outputs(reference)
+
+
+def test_a_commit_failing_between_tar_and_stats_is_redone_on_rerun(tiny_models, shards, tmp_path, monkeypatch):
+    reference, out = tmp_path / "reference", tmp_path / "out"
+    assert run(tiny_models, shards, reference) == 0
+    rename = FileSystems.rename
+
+    def stats_write_fails(src, dst):
+        if dst[0].endswith("00001_stats.json"):
+            raise OSError("disk full")
+        return rename(src, dst)
+
+    # FnApiRunner runs the DoFn in this process, so the failure lands inside the real commit.
+    monkeypatch.setattr(FileSystems, "rename", stats_write_fails)
+    assert run(tiny_models, shards, out) == 1
+    assert (out / "00001.tar").exists() and (out / "00001.parquet").exists()
+    assert not (out / "00001_stats.json").exists() and not (out / "_SUCCESS").exists()
+    monkeypatch.undo()
+    assert run(tiny_models, shards, out) == 0
     assert outputs(out) == outputs(reference)
 
 

@@ -1,11 +1,13 @@
 """Every kind of damaged, odd or hostile input gets its recorded outcome, and nothing crashes the run."""
 
+import collections
 import json
 import tarfile
 
 import pyarrow.parquet as pq
 import pytest
 
+from capfilt.pipeline.reasons import NOTES
 from capfilt.pipeline.shard.decode import open_image
 from tests.helpers import UNICODE, encode, exif_rotated_jpeg, picture
 
@@ -24,7 +26,19 @@ def test_each_messy_sample_gets_its_outcome(messy_run):
     assert set(rows) == set(expected)
     for key, (status, fragment) in expected.items():
         assert rows[key]["status"] == status, key
-        assert fragment in rows[key]["error"], (key, rows[key]["error"])
+        if fragment:
+            assert fragment in rows[key]["error"], (key, rows[key]["error"])
+        else:
+            assert rows[key]["error"] == "", (key, rows[key]["error"])
+    stats = json.loads((out / "00000_stats.json").read_text())
+    statuses = collections.Counter(status for status, _ in expected.values())
+    assert stats["input"] == len(expected) == len(rows)
+    assert stats["kept"] == statuses.pop("kept") and stats["dropped"] == dict(statuses)
+    # Each note on a row is counted once in the stats, whether the sample was kept or dropped.
+    notes = collections.Counter(
+        part.split(":")[0] for r in rows.values() for part in r["error"].split("; ") if part.split(":")[0] in NOTES
+    )
+    assert stats["errors"] == dict(notes) and notes["link_member_ignored"] == 2
     assert rows["unicode_txt"]["web_text"] == UNICODE
     assert rows["huge_txt"]["web_score"] is not None and len(rows["huge_txt"]["web_text"]) > 1_000_000
     assert rows["no_txt"]["source"] == "synthetic" and rows["latin1_txt"]["web_text"] is None

@@ -10,6 +10,9 @@ import pytest
 from PIL import Image
 
 from capfilt.pipeline.cli import main
+from capfilt.pipeline.report.build import build_report
+from capfilt.pipeline.report.html import render
+from capfilt.pipeline.stats import Stats
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
@@ -100,3 +103,14 @@ def test_check_on_a_folder_without_report_fails(tmp_path, capsys):
     assert main(["check", str(tmp_path), "--min-kept-fraction", "0.5"]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert main(["check", str(tmp_path), "--max-dropped-fraction", "nonsense"]) == 2
+
+
+@pytest.mark.parametrize(("threshold", "x"), [(0.25, 187.5), (0.8, 512.0)])
+def test_threshold_marker_sits_at_the_threshold_on_the_score_axis(threshold, x):
+    # The plot spans 590 px from x=40 (score 0) to x=630 (score 1).
+    report = build_report(Stats(shards=1), {"name": "t", "filter": {"threshold": threshold}})
+    html = render(report)
+    marker = re.search(r"<line x1='([\d.]+)' y1='6' x2='([\d.]+)'[^>]*stroke-dasharray", html)
+    assert marker and float(marker.group(1)) == float(marker.group(2)) == x
+    assert f"threshold {threshold}</text>" in html
+    assert "stroke-dasharray" not in render(build_report(Stats(shards=1), {"name": "t", "filter": {}}))

@@ -1,4 +1,5 @@
 import threading
+import time
 
 import pytest
 
@@ -14,11 +15,19 @@ def test_producer_runs_in_another_thread_ahead_of_the_consumer():
     produced_in = []
 
     def items():
-        for i in range(5):
+        for i in range(20):
             produced_in.append(threading.current_thread().name)
             yield i
 
-    assert list(prefetch(items(), 2)) == [0, 1, 2, 3, 4]
+    stream = prefetch(items(), 3)
+    assert next(stream) == 0
+    # While the consumer holds item 0, the producer fills the queue (depth 3) and blocks holding one more.
+    deadline = time.monotonic() + 10
+    while len(produced_in) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # room to overrun the bound, were there no bound
+    assert len(produced_in) == 5
+    assert list(stream) == list(range(1, 20))
     assert set(produced_in) == {"capfilt-prefetch"}
 
 

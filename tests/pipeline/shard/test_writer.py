@@ -1,6 +1,9 @@
 import json
 import tarfile
 
+import pytest
+from apache_beam.io.filesystems import FileSystems
+
 from capfilt.pipeline import storage
 from capfilt.pipeline.policy import Candidate, Decision
 from capfilt.pipeline.report.build import write_report
@@ -51,6 +54,32 @@ def test_nothing_visible_until_commit_and_stats_last(tmp_path):
         storage.TEMP_DIR,
     ]
     assert list((tmp_path / storage.TEMP_DIR).iterdir()) == []
+
+
+def test_every_file_arrives_by_rename_from_the_temp_folder_and_stats_last(tmp_path, monkeypatch):
+    created, renamed = [], []
+    create, rename = FileSystems.create, FileSystems.rename
+    monkeypatch.setattr(FileSystems, "create", lambda path, *a, **k: created.append(path) or create(path, *a, **k))
+    monkeypatch.setattr(FileSystems, "rename", lambda src, dst: renamed.extend(dst) or rename(src, dst))
+    write(tmp_path).commit(Stats(shards=1, input=3), shard="00000")
+    assert all(f"/{storage.TEMP_DIR}/" in path for path in created) and len(created) == 3
+    assert [p.rsplit("/", 1)[-1] for p in renamed] == ["00000.tar", "00000.parquet", "00000_stats.json"]
+
+
+@pytest.mark.parametrize("failing", ["00000.parquet", "00000_stats.json"])
+def test_a_write_failing_during_commit_leaves_no_stats_file(tmp_path, monkeypatch, failing):
+    rename = FileSystems.rename
+
+    def flaky(src, dst):
+        if dst[0].endswith(failing):
+            raise OSError("disk full")
+        return rename(src, dst)
+
+    monkeypatch.setattr(FileSystems, "rename", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        write(tmp_path).commit(Stats(shards=1, input=3), shard="00000")
+    assert not (tmp_path / "00000_stats.json").exists() and not (tmp_path / failing).exists()
+    assert not [p for p in (tmp_path / storage.TEMP_DIR).iterdir()], "the failed file's temp copy is removed"
 
 
 def test_discard_leaves_nothing(tmp_path):
