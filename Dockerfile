@@ -14,8 +14,10 @@ RUN pip install --no-cache-dir --index-url "${TORCH_INDEX}" "torch>=2.4"
 
 WORKDIR /opt/capfilt
 COPY setup.py README.md pipelines.yaml ./
+COPY src ./src
 COPY pipeline ./pipeline
 COPY models ./models
+COPY demo ./demo
 RUN pip install --no-cache-dir .
 
 # Optionally bake hub checkpoints into the image, so workers never download weights.

@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
-	$(BIN)/pip install --quiet ruff && $(BIN)/ruff check pipeline models tests
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) capfilt-demo build *.egg-info
