@@ -10,15 +10,11 @@ from pathlib import Path
 import pytest
 
 from capfilt.models.tiny import save_random_pair
-from tests.helpers import WORDS, run, sample_members, write_messy_input, write_shard
+from tests.helpers import WORDS, NetworkUsed, run, sample_members, write_messy_input, write_shard
 
 # Subprocesses inherit these: a hub id can never be resolved online, whatever a test runs.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
-
-
-class NetworkUsed(RuntimeError):
-    """A test tried to reach a host that is not this machine."""
 
 
 def _loopback(address) -> bool:

@@ -21,6 +21,10 @@ from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
 WORDS = "a picture of red green blue circle square triangle small large on the left right and".split()
 
 
+class NetworkUsed(RuntimeError):
+    """A test tried to reach a host that is not this machine (conftest's guard raises it)."""
+
+
 # ---- shards ----
 
 
