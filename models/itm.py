@@ -77,12 +77,37 @@ class ItmScorer:
             return_tensors="pt",
         ).to(self.device)
         image_embeds = features[torch.tensor([i for i, _ in pairs], device=features.device)]
-        image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
-        hidden = self.model.text_encoder(
-            input_ids=tokens["input_ids"],
-            attention_mask=tokens["attention_mask"],
-            encoder_hidden_states=image_embeds,
-            encoder_attention_mask=image_mask,
-        ).last_hidden_state
-        logits = self.model.itm_head(hidden[:, 0, :]).float()
+        states = grounded_text_states(self.model, image_embeds, tokens["input_ids"], tokens["attention_mask"])
+        logits = match_logits(self.model, states).float()
         return torch.softmax(logits, dim=-1)[:, 1].tolist()
+
+
+# The two functions below are the ITM forward without the vision tower, kept apart from ItmScorer so that the
+# demo filter's training (which needs gradients, where score() runs under inference_mode) computes exactly
+# what the pipeline scores with.
+
+
+def grounded_text_states(model, image_embeds, input_ids, attention_mask):
+    """The image-grounded text encoder's last hidden states, ``(texts, tokens, hidden)``: text ``i`` read
+    while attending to ``image_embeds[i]`` (the vision tower's output, one row per text, every patch attended).
+
+    Args:
+        model: a ``BlipForImageTextRetrieval``.
+        image_embeds: ``(texts, patches, hidden)`` vision features, repeated per text as needed.
+        input_ids, attention_mask: the tokenised texts.
+    """
+    import torch
+
+    image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
+    return model.text_encoder(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        encoder_hidden_states=image_embeds,
+        encoder_attention_mask=image_mask,
+    ).last_hidden_state
+
+
+def match_logits(model, states):
+    """ITM logits ``(texts, 2)`` (index 1: match) from ``grounded_text_states``: the ITM head on each text's
+    first token, as ``BlipForImageTextRetrieval(..., use_itm_head=True)`` computes them."""
+    return model.itm_head(states[:, 0, :])
