@@ -1,0 +1,173 @@
+"""How good a pair of demo models is: CapFilt run on fresh demo samples, measured against their ground truth.
+
+The samples go through the pipeline's own stages, not a copy of them: ``decode_sample``, then
+``annotate.caption_batch`` with a ``Captioner``, ``annotate.score_batch`` with an ``ItmScorer``,
+``annotate.decide``, and ``rows.sample_row`` for the rows that ``evaluate_rows`` and ``ablation_rows`` read.
+So a figure here is what ``capfilt run demo`` would make of the same images, minus the shards and Beam.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from ..models.captioner import Captioner
+from ..models.itm import ItmScorer
+from ..models.loading import load_blip
+from ..pipeline.config import DecodeConfig
+from ..pipeline.shard import annotate
+from ..pipeline.shard.decode import decode_sample
+from ..pipeline.shard.reader import split_member_name
+from ..pipeline.shard.rows import sample_row
+from ..pipeline.shard.sample import Sample
+from . import world
+from .evaluate import ablation_rows, evaluate_rows, format_ablation, format_evaluation
+
+# The recommended settings for the demo models (the `demo` pipeline in pipelines.yaml uses the same); the
+# measurement, the model card and the captioner's mistakes the filter trains on all use exactly these.
+NUM_CAPTIONS = 5
+TOP_P = 0.9
+MIN_NEW_TOKENS = 5
+MAX_NEW_TOKENS = 24
+THRESHOLD = 0.5
+
+
+def demo_captioner(model, processor, num_captions: int = NUM_CAPTIONS, top_p: float = TOP_P) -> Captioner:
+    """A CPU ``Captioner`` over a demo ``BlipForConditionalGeneration`` with the recommended settings."""
+    return Captioner(model, processor, "cpu", world.PROMPT, num_captions, top_p, MIN_NEW_TOKENS, MAX_NEW_TOKENS)
+
+
+def load_models(
+    directory: Path, num_captions: int = NUM_CAPTIONS, top_p: float = TOP_P, batch_size: int = 32
+) -> tuple[Captioner, ItmScorer]:
+    """The captioner and filter saved under ``directory/{captioner,itm}``, loaded on CPU by path the way the
+    pipeline loads any checkpoint (safetensors only, never a hub id).
+
+    Args:
+        directory: a demo-model directory, e.g. ``models/embedded``.
+        num_captions, top_p: the captioner's sampling settings.
+        batch_size: image-text pairs per ITM pass.
+    """
+    from transformers import BlipForConditionalGeneration
+
+    model, processor, _ = load_blip(BlipForConditionalGeneration, str(Path(directory) / "captioner"), "cpu")
+    scorer = ItmScorer.from_pretrained(str(Path(directory) / "itm"), device="cpu", batch_size=batch_size)
+    return demo_captioner(model, processor, num_captions, top_p), scorer
+
+
+def demo_sample(key: str, rng: random.Random, correct_fraction: float, noise_mix: dict[str, float] | None) -> Sample:
+    """A fresh demo-world sample, decoded as the pipeline decodes one read from a shard."""
+    members = world.make_sample(key, rng, correct_fraction, noise_mix)
+    sample = Sample(key, members={split_member_name(name)[1]: data for name, data in members.items()})
+    return decode_sample(sample, DecodeConfig())
+
+
+def measure_models(
+    captioner: Captioner,
+    scorer: ItmScorer,
+    samples: int = 256,
+    seed: int = 1000,
+    threshold: float = THRESHOLD,
+    correct_fraction: float = 0.4,
+    batch_size: int = 32,
+    noise_mix: dict[str, float] | None = None,
+) -> dict:
+    """Run CapFilt (policy ``best``, no web margin) over fresh demo samples and measure it against the truth.
+
+    Args:
+        captioner, scorer: the models, e.g. from ``load_models``; the captioner's settings are reported.
+        samples: fresh demo samples to draw (seeded by ``seed``, independent of training data).
+        threshold: the filter threshold.
+        correct_fraction: the fraction of correct web captions in the fresh data.
+        batch_size: images per model call; batch ``k`` is captioned with seed ``seed + k * batch_size``.
+        noise_mix: weights per noise kind (``world.parse_noise_mix``), used instead of ``correct_fraction``.
+
+    Returns:
+        ``caption_exact`` (synthetic captions exactly right), ``caption_any`` (images with at least one
+        right), ``itm`` (mean scores, pass rates and AUC of correct vs wrong captions), ``evaluation``
+        (``evaluate_rows``), ``ablation`` (``ablation_rows``) and ``rows`` (the pipeline's parquet rows those
+        were computed from), with ``samples``, ``seed`` and ``settings``.
+    """
+    rng = random.Random(f"capfilt-eval/{seed}")
+    rows = []
+    for start in range(0, samples, batch_size):
+        keys = [f"eval_{i:06d}" for i in range(start, min(samples, start + batch_size))]
+        batch = [demo_sample(key, rng, correct_fraction, noise_mix) for key in keys]
+        annotate.caption_batch(batch, captioner, seed + start)
+        annotate.score_batch(batch, scorer)
+        for sample in batch:
+            annotate.decide(sample, "best", threshold, 0.0)
+            rows.append(sample_row(sample))
+    return {
+        "samples": samples,
+        "seed": seed,
+        "settings": {"num_captions": captioner.num_captions, "top_p": captioner.top_p, "threshold": threshold},
+        **caption_figures(rows, captioner.num_captions),
+        "itm": itm_figures(rows, threshold),
+        "evaluation": evaluate_rows(rows),
+        "ablation": ablation_rows(rows, threshold),
+        "rows": rows,
+    }
+
+
+def _truth(row: dict) -> str:
+    return world.normalise(json.loads(row["json"])["gt_caption"])
+
+
+def caption_figures(rows: list[dict], num_captions: int) -> dict:
+    """``caption_exact``, the share of the ``num_captions`` sampled per image that are exactly right, and
+    ``caption_any``, the share of images with at least one right."""
+    exact = any_exact = 0
+    for row in rows:
+        right = [world.normalise(text) == _truth(row) for text in row["synthetic_texts"]]
+        exact += sum(right)
+        any_exact += any(right)
+    return {
+        "caption_exact": exact / max(1, len(rows) * num_captions),
+        "caption_any": any_exact / max(1, len(rows)),
+    }
+
+
+def itm_figures(rows: list[dict], threshold: float) -> dict:
+    """How the filter's scores split right captions from wrong ones, over every scored caption of ``rows``
+    (the web caption and each synthetic one, repeats included)."""
+    positives, negatives = [], []
+    for row in rows:
+        web = [(row["web_text"], row["web_score"])] if row["web_score"] is not None else []
+        for text, score in web + list(zip(row["synthetic_texts"], row["synthetic_scores"], strict=True)):
+            (positives if world.normalise(text) == _truth(row) else negatives).append(score)
+    return {
+        "correct_mean": sum(positives) / max(1, len(positives)),
+        "wrong_mean": sum(negatives) / max(1, len(negatives)),
+        "correct_pass": sum(p >= threshold for p in positives) / max(1, len(positives)),
+        "wrong_reject": sum(n < threshold for n in negatives) / max(1, len(negatives)),
+        "auc": auc(positives, negatives),
+        "pairs": len(positives) + len(negatives),
+    }
+
+
+def auc(positives: list[float], negatives: list[float]) -> float:
+    """Probability that a random correct caption outscores a random wrong one (ties count half)."""
+    if not positives or not negatives:
+        return 0.0
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return wins / (len(positives) * len(negatives))
+
+
+def format_metrics(metrics: dict) -> str:
+    """A plain-text report of ``measure_models``'s result."""
+    itm = metrics["itm"]
+    return "\n".join(
+        [
+            f"fresh demo samples {metrics['samples']} (seed {metrics['seed']}), settings {metrics['settings']}",
+            f"captioner exact-match {metrics['caption_exact']:.3f} per caption, "
+            f"{metrics['caption_any']:.3f} of images with at least one exact caption",
+            f"ITM: correct mean {itm['correct_mean']:.3f} (pass {itm['correct_pass']:.3f}), wrong mean "
+            f"{itm['wrong_mean']:.3f} (rejected {itm['wrong_reject']:.3f}), AUC {itm['auc']:.4f} over {itm['pairs']}",
+            "",
+            format_evaluation(metrics["evaluation"]),
+            "",
+            format_ablation(metrics["ablation"]),
+        ]
+    )
