@@ -72,11 +72,14 @@ def test_wheel_installs_one_top_level_package_with_its_data(wheel):
 
 def _user_folder(path: Path) -> Path:
     """A project folder of the kind most ML users have: its own models/, pipeline/ (with a select.py) and demo/,
-    each of which fails loudly if anything imports it."""
+    each of which fails loudly if anything imports it, and a select.py of its own."""
     for package in ("models", "pipeline", "demo"):
         (path / package).mkdir(parents=True)
         (path / package / "__init__.py").write_text(f"raise ImportError('the user\\'s {package}/ was imported')\n")
     (path / "pipeline" / "select.py").write_text("raise ImportError('the user\\'s pipeline/select.py was imported')\n")
+    # A script of the user's own named like a standard-library module; `python -m` puts this folder first on the
+    # path, so it shadows the real `select` for every program (it must not be one capfilt needs by that name).
+    (path / "select.py").write_text("def select(rows):\n    return rows\n")
     return path
 
 
