@@ -42,7 +42,7 @@ def read_filter_config(output_dir: str) -> tuple[float, float]:
     return float(config["threshold"]), float(config.get("web_margin", 0.0))
 
 
-def _truth(row: dict) -> tuple[str | None, str]:
+def ground_truth(row: dict) -> tuple[str | None, str]:
     """The normalised ground-truth caption and noise kind of a row (None, "unknown" without demo json)."""
     try:
         meta = json.loads(row.get("json") or "")
@@ -74,7 +74,7 @@ def evaluate_rows(rows: list[dict]) -> dict:
     per_noise: dict[str, dict[str, int]] = {}
     kept = kept_correct = web_correct = 0
     for row in rows:
-        truth, kind = _truth(row)
+        truth, kind = ground_truth(row)
         counts = per_noise.setdefault(
             kind, {"count": 0, "kept": 0, "kept_correct": 0, "kept_web": 0, "kept_synthetic": 0}
         )
@@ -146,7 +146,7 @@ def ablation_rows(rows: list[dict], threshold: float, web_margin: float = 0.0) -
             caption = _ablation_choice(row, name, threshold, web_margin)
             if caption is not None:
                 kept += 1
-                kept_correct += _correct(caption, _truth(row)[0])
+                kept_correct += _correct(caption, ground_truth(row)[0])
         results.append(
             {
                 "name": name,
@@ -176,7 +176,7 @@ def capfilt_misses(rows: list[dict], threshold: float, web_margin: float = 0.0) 
     """
     misses = dict.fromkeys(MISS_KINDS, 0)
     for row in rows:
-        truth = _truth(row)[0]
+        truth = ground_truth(row)[0]
         chosen = _ablation_choice(row, "capfilt", threshold, web_margin)
         if _correct(chosen, truth):
             continue

@@ -8,7 +8,6 @@ So a figure here is what ``capfilt run demo`` would make of the same images, min
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from ..pipeline.shard.reader import split_member_name
 from ..pipeline.shard.rows import sample_row
 from ..pipeline.shard.sample import Sample
 from . import world
-from .evaluate import ablation_rows, evaluate_rows, format_ablation, format_evaluation
+from .evaluate import ablation_rows, evaluate_rows, format_ablation, format_evaluation, ground_truth
 
 # The recommended settings for the demo models (the `demo` pipeline in pipelines.yaml uses the same); the
 # measurement, the model card and the captioner's mistakes the filter trains on all use exactly these.
@@ -111,16 +110,12 @@ def measure_models(
     }
 
 
-def _truth(row: dict) -> str:
-    return world.normalise(json.loads(row["json"])["gt_caption"])
-
-
 def caption_figures(rows: list[dict], num_captions: int) -> dict:
     """``caption_exact``, the share of the ``num_captions`` sampled per image that are exactly right, and
     ``caption_any``, the share of images with at least one right."""
     exact = any_exact = 0
     for row in rows:
-        right = [world.normalise(text) == _truth(row) for text in row["synthetic_texts"]]
+        right = [world.normalise(text) == ground_truth(row)[0] for text in row["synthetic_texts"]]
         exact += sum(right)
         any_exact += any(right)
     return {
@@ -136,7 +131,7 @@ def itm_figures(rows: list[dict], threshold: float) -> dict:
     for row in rows:
         web = [(row["web_text"], row["web_score"])] if row["web_score"] is not None else []
         for text, score in web + list(zip(row["synthetic_texts"], row["synthetic_scores"], strict=True)):
-            (positives if world.normalise(text) == _truth(row) else negatives).append(score)
+            (positives if world.normalise(text) == ground_truth(row)[0] else negatives).append(score)
     return {
         "correct_mean": sum(positives) / max(1, len(positives)),
         "wrong_mean": sum(negatives) / max(1, len(negatives)),
