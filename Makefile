@@ -5,6 +5,13 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# open_clip's training loader reads the output in a test. It needs torchvision, and PyPI's torchvision does not
+# load beside the CPU torch above, so it lives in an environment of its own with the matching pair (a CUDA build;
+# it runs on the CPU). Only the tests use it.
+OPENCLIP_VENV := .venv-openclip
+OPENCLIP_STAMP := $(OPENCLIP_VENV)/.installed
+# webdataset as open_clip's requirements-training.txt pins it (<=0.2.86): its loader breaks on webdataset 1.x.
+OPENCLIP_PACKAGES := torch==2.14.1 torchvision==0.29.1 open_clip_torch==3.3.0 webdataset==0.2.86 pandas
 
 .PHONY: demo test lint clean
 
@@ -15,14 +22,20 @@ $(STAMP): setup.py
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+$(OPENCLIP_STAMP):
+	$(PYTHON) -m venv $(OPENCLIP_VENV)
+	$(OPENCLIP_VENV)/bin/pip install --quiet --upgrade pip
+	$(OPENCLIP_VENV)/bin/pip install --quiet $(OPENCLIP_PACKAGES)
+	touch $(OPENCLIP_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/capfilt run demo
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+test: $(STAMP) $(OPENCLIP_STAMP)
+	CAPFILT_OPENCLIP_PYTHON=$(OPENCLIP_VENV)/bin/python $(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) capfilt-demo build *.egg-info
+	rm -rf $(VENV) $(OPENCLIP_VENV) capfilt-demo build *.egg-info

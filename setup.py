@@ -52,7 +52,16 @@ setup(
         "braceexpand>=0.1.7",
     ],
     extras_require={
-        "test": ["pytest>=8", "webdataset>=1.0", "apache-beam[aws]>=2.77,<3", "moto[server]>=5", "ruff==0.17.6"],
+        "test": [
+            "pytest>=8",
+            "webdataset>=1.0",
+            "apache-beam[aws]>=2.77,<3",
+            "moto[server]>=5",
+            "ruff==0.17.6",
+            "datasets>=5,<6",
+            "duckdb>=1.5",
+            "pandas>=2",
+        ],
     },
     entry_points={"console_scripts": ["capfilt=capfilt.pipeline.cli:main"]},
 )

@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
-from ..pipeline import storage
 from ..pipeline.config import DemoDataConfig
 from ..pipeline.errors import UsageError
-from ..pipeline.report.build import REPORT_JSON
+from ..pipeline.report.build import update_report
 from . import evaluate
 from .world import parse_noise_mix, write_demo_shards
 
@@ -41,19 +39,27 @@ def demo_data(args) -> int:
     return 0
 
 
+def require_ground_truth(output_dir: str) -> None:
+    """Refuse output whose samples carry no ground truth: accuracy there would read 0, not unknown."""
+    if not any(evaluate.ground_truth(row)[0] for row in evaluate.read_rows(output_dir)):
+        raise UsageError(
+            f"{output_dir}: its samples' json has no gt_caption; accuracy against ground truth is measured on "
+            "demo-world output only"
+        )
+
+
 def kept_accuracy(output_dir: str) -> float:
     """Correct kept captions / kept, against the demo world's ground truth (the ``min_accuracy`` gate)."""
+    require_ground_truth(output_dir)
     return evaluate.evaluate(output_dir)["kept_accuracy"]
 
 
 def print_evaluation(output_dir: str, ablation: bool = False) -> None:
     """Print quality against the demo world's ground truth, and record it in report.json."""
+    require_ground_truth(output_dir)
     result = {"evaluation": evaluate.evaluate(output_dir)}
     print(evaluate.format_evaluation(result["evaluation"]))
     if ablation:
         result["ablation"] = evaluate.ablation(output_dir)
         print(evaluate.format_ablation(result["ablation"]))
-    path = storage.join(output_dir, REPORT_JSON)
-    report = {**json.loads(storage.read_bytes(path)), **result}
-    storage.write_bytes(path, (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode(), output_dir)
-    storage.remove_temp_dir(output_dir)
+    update_report(output_dir, result)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import json
 import os
 import sys
 
 from .. import __version__
+from . import console
 from .config import RunConfig, load_config
 from .errors import ConfigError, UsageError
 
@@ -26,6 +27,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="capfilt", description="Clean web image-text WebDataset shards with BLIP CapFilt.")
     parser.add_argument("--version", action="version", version=f"capfilt {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also show third-party warnings and logs")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", help="run a named pipeline from pipelines.yaml")
@@ -35,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help="output folder, any Beam filesystem")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--overwrite", action="store_true", help="redo shards that are already complete")
-    run.add_argument("--strict", action="store_true", help="exit 1 when a shard could not be read")
+    run.add_argument("--strict", action="store_true", help="exit 1 when a shard could not be read or was cut short")
+    run.add_argument("--json", action="store_true", help="end with a one-line JSON summary on stdout")
 
     demo = commands.add_parser("demo-data", help="write shards of the procedural demo world")
     demo.add_argument("--output", required=True)
@@ -58,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .gates import add_gate_arguments
 
     add_gate_arguments(check)
+    check.add_argument("--json", action="store_true", help="end with a one-line JSON verdict on stdout")
 
     report = commands.add_parser("report", help="rebuild report.json and report.html from the files on disk")
     report.add_argument("output_dir")
@@ -70,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         cut = argv.index("--")
         argv, beam_args = argv[:cut], argv[cut + 1 :]
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("capfilt").setLevel(logging.INFO)
+    console.configure(verbose=any(a in ("-v", "--verbose") for a in argv))
     try:
         args = build_parser().parse_args(argv)
         if args.command == "run":
@@ -93,12 +96,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, beam_args: list[str]) -> int:
-    from . import beam_job as job
-    from .shard.reader import match_shards
+    from . import preflight
 
     config = load_config(args.pipeline, args.config, args.overrides, input=args.input, output=args.output)
-    _check_models(config)
-    _check_beam_args(config, beam_args)
+    preflight.check_runner(config, beam_args)
+    local = preflight.runs_here(config, beam_args)
+    preflight.check_models(config)
+    if local:
+        preflight.check_device(config.runtime.device)
     input_pattern, output_dir = config.input, config.output
     demo_input = input_pattern is None and config.demo_data is not None
     if demo_input:
@@ -112,32 +117,98 @@ def _run(args, beam_args: list[str]) -> int:
     if output_dir is None:
         raise ConfigError(f"pipeline {config.name!r} has no output: pass --output DIR")
     input_pattern, output_dir = _absolute(input_pattern), _absolute(output_dir)
+    shards = _match_input(config, input_pattern, beam_args)
+    preflight.check_unique_names(shards)
+    preflight.check_output_not_input(shards, output_dir)
+    done = [] if args.overwrite else preflight.complete_shards(shards, output_dir, config)
+    console.say(f"capfilt: {config.name}: {len(shards)} shard(s) from {input_pattern} -> {output_dir}")
+    if done:
+        console.say(f"capfilt: {len(done)} shard(s) already complete there, skipped (--overwrite redoes them)")
+    _unmark_success(output_dir)
+    stopped, failed = _run_job(config, shards, output_dir, args.overwrite, beam_args, len(shards) - len(done), local)
+    if stopped is not None:
+        return _interrupted(stopped, shards, output_dir)
+    if failed:
+        return 1
+    return _summarise(config, output_dir, args, evaluate=demo_input)
+
+
+def _match_input(config: RunConfig, pattern: str, beam_args: list[str]) -> list[str]:
+    from .shard.reader import match_shards
+
     _set_filesystem_options(config, beam_args)
     try:
-        shards = match_shards(input_pattern)
+        shards = match_shards(pattern)
     except Exception as exc:  # a bad scheme or an unreachable bucket is a usage problem, found before work
-        raise ConfigError(f"--input {input_pattern}: {' '.join(str(exc).split())}") from None
+        raise ConfigError(f"--input {pattern}: {' '.join(str(exc).split())}") from None
     if not shards:
-        raise ConfigError(f"--input {input_pattern}: matches no .tar, .tar.gz or .tgz file")
-    _check_unique_names(shards)
-    print(f"capfilt: {config.name}: {len(shards)} shard(s) from {input_pattern} -> {output_dir}", file=sys.stderr)
+        raise ConfigError(f"--input {pattern}: matches no .tar, .tar.gz or .tgz file")
+    return shards
+
+
+def _run_job(
+    config: RunConfig,
+    shards: list[str],
+    output_dir: str,
+    overwrite: bool,
+    beam_args: list[str],
+    to_do: int,
+    local: bool,
+) -> tuple[int | None, bool]:
+    """Run the Beam job; returns the signal number when one stopped it, and whether it failed (said in one
+    line; ``_SUCCESS`` stays unwritten)."""
+    import shutil
+    import tempfile
+
+    from . import beam_job as job
+    from .interrupt import run_stoppable
+    from .report.progress import ProgressPrinter
+
+    progress_dir = tempfile.mkdtemp(prefix="capfilt-progress-") if local else None
+    printer = ProgressPrinter(progress_dir, to_do, console.say) if progress_dir else None
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            job.run(config, shards, output_dir, overwrite, beam_args, progress_dir, verbose=console.VERBOSE)
+        except Exception as exc:
+            failure.append(exc)
+
     try:
-        job.run(config, shards, output_dir, overwrite=args.overwrite, beam_args=beam_args)
-    except Exception as exc:
-        print(f"capfilt: run failed: {type(exc).__name__}: {' '.join(str(exc).split())[:2000]}", file=sys.stderr)
-        return 1
-    return _summarise(config, output_dir, strict=args.strict or config.strict, evaluate=demo_input)
+        stopped = run_stoppable(work, tick=printer.tick if printer else lambda: None)
+        if printer and stopped is None and not failure:
+            printer.tick(final=True)
+    finally:
+        if progress_dir:
+            shutil.rmtree(progress_dir, ignore_errors=True)
+    if failure and stopped is None:
+        exc = failure[0]
+        console.say(f"capfilt: run failed: {type(exc).__name__}: {' '.join(str(exc).split())[:2000]}")
+    return stopped, bool(failure)
 
 
-def _check_unique_names(shards: list[str]) -> None:
-    from .shard.reader import shard_name
+def _unmark_success(output_dir: str) -> None:
+    """A run that starts makes the folder unfinished until its own report is written: an orchestrator
+    watching ``_SUCCESS`` must not see an earlier run's while this one is under way or after it failed."""
+    from apache_beam.io.filesystems import FileSystems
 
-    seen: dict[str, str] = {}
-    for path in shards:
-        name = shard_name(path)
-        if name in seen:
-            raise ConfigError(f"--input: {seen[name]} and {path} would both write {name}.tar; rename one")
-        seen[name] = path
+    from . import storage
+    from .report.build import SUCCESS
+
+    marker = storage.join(output_dir, SUCCESS)
+    if storage.exists(marker):
+        FileSystems.delete([marker])
+
+
+def _interrupted(signum: int, shards: list[str], output_dir: str) -> int:
+    from . import storage
+    from .interrupt import EXIT_CODES
+    from .shard.process import shard_done
+
+    storage.remove_temp_dir(output_dir)
+    complete = sum(shard_done(path, output_dir) for path in shards)
+    console.say(f"capfilt: interrupted: {complete}/{len(shards)} shards complete; rerun to resume")
+    return EXIT_CODES[signum]
 
 
 def _absolute(path: str) -> str:
@@ -153,67 +224,57 @@ def _set_filesystem_options(config: RunConfig, beam_args: list[str]) -> None:
     FileSystems.set_options(PipelineOptions([*config.beam_args(), *beam_args]))
 
 
-def _check_models(config: RunConfig) -> None:
-    from ..models.loading import resolve_model
-
-    for key, name in (("captioner.model", config.captioner.model), ("filter.model", config.filter.model)):
-        try:
-            path = resolve_model(name) if name.startswith("embedded:") else name
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{key}: {exc}") from None
-        looks_local = os.path.isabs(path) or path.startswith((".", "~")) or os.path.exists(path)
-        if looks_local and not os.path.isfile(os.path.join(os.path.expanduser(path), "config.json")):
-            raise ConfigError(f"{key}: {name!r} is not a model directory (no config.json)")
-
-
-def _check_beam_args(config: RunConfig, beam_args: list[str]) -> None:
-    from apache_beam.options.pipeline_options import StandardOptions
-
-    runners = [a.split("=", 1)[1] for a in [*config.beam_args(), *beam_args] if a.startswith("--runner=")]
-    runner = runners[-1] if runners else config.runner
-    if "." not in runner and runner not in StandardOptions.KNOWN_RUNNER_NAMES:
-        raise ConfigError(
-            f"runner {runner!r} is not a Beam runner (known: {', '.join(StandardOptions.KNOWN_RUNNER_NAMES)})"
-        )
-
-
-def _summarise(config: RunConfig, output_dir: str, strict: bool, evaluate: bool) -> int:
-    import json
-
+def _summarise(config: RunConfig, output_dir: str, args, evaluate: bool) -> int:
     from . import storage
     from .report.build import REPORT_JSON
 
     report = json.loads(storage.read_bytes(storage.join(output_dir, REPORT_JSON)))
     t = report["totals"]
     dropped = ", ".join(f"{k} {v}" for k, v in t["dropped"].items()) or "none"
-    print(
+    console.say(
         f"capfilt: {t['input']} samples in, {t['kept']} kept ({t['kept_web']} web caption, "
-        f"{t['kept_synthetic']} synthetic), dropped: {dropped}",
-        file=sys.stderr,
+        f"{t['kept_synthetic']} synthetic), dropped: {dropped}"
     )
-    if t["failed_shards"]:
-        print(
-            f"capfilt: {len(t['failed_shards'])} shard(s) unreadable: {', '.join(t['failed_shards'])}", file=sys.stderr
-        )
-    print(f"capfilt: output in {output_dir}/, report in {storage.join(output_dir, 'report.html')}", file=sys.stderr)
+    for kind in ("failed_shards", "truncated_shards"):
+        if t[kind]:
+            what = "unreadable" if kind == "failed_shards" else "cut short"
+            console.say(f"capfilt: {len(t[kind])} shard(s) {what}: {', '.join(t[kind])}")
+    console.say(f"capfilt: output in {output_dir}/, report in {storage.join(output_dir, 'report.html')}")
     if evaluate:  # the demo world carries ground truth; other input does not
         from ..demo.commands import print_evaluation
 
         print_evaluation(output_dir)
+    failures = []
     if config.gates.active():
         from .gates import check_gates
 
-        if check_gates(output_dir, config.gates, _demo_accuracy):
-            return 1
-    return 1 if strict and t["failed_shards"] else 0
+        failures = check_gates(output_dir, config.gates, _demo_accuracy)
+    strict = (args.strict or config.strict) and bool(t["failed_shards"] or t["truncated_shards"])
+    code = 1 if failures or strict else 0
+    if args.json:
+        summary = {
+            "status": "ok" if code == 0 else "failed",
+            "output": output_dir,
+            **{k: t[k] for k in ("shards", "input", "kept", "kept_web", "kept_synthetic", "dropped")},
+            "failed_shards": t["failed_shards"],
+            "truncated_shards": t["truncated_shards"],
+            "gates_failed": failures,
+        }
+        print(json.dumps(summary, sort_keys=True), flush=True)
+    return code
+
+
+def _require_report(output_dir: str) -> None:
+    from . import storage
+    from .report.build import REPORT_JSON, require_output
+
+    require_output(output_dir)
+    if not storage.exists(storage.join(output_dir, REPORT_JSON)):
+        raise UsageError(f"{output_dir}: no {REPORT_JSON} (the run did not finish; `capfilt report` builds it)")
 
 
 def _eval(args) -> int:
-    from . import storage
-    from .report.build import REPORT_JSON
-
-    if not storage.exists(storage.join(args.output_dir, REPORT_JSON)):
-        raise UsageError(f"{args.output_dir}: no {REPORT_JSON}; is this a finished capfilt output folder?")
+    _require_report(args.output_dir)
     from ..demo.commands import print_evaluation
 
     print_evaluation(args.output_dir, ablation=args.ablation)
@@ -224,10 +285,13 @@ def _check(args) -> int:
     from .gates import check_gates, gates_from_args
 
     gates = gates_from_args(args)
-    if check_gates(args.output_dir, gates, _demo_accuracy):
-        return 1
-    print(f"capfilt: all gates hold for {args.output_dir}", file=sys.stderr)
-    return 0
+    _require_report(args.output_dir)
+    failures = check_gates(args.output_dir, gates, _demo_accuracy)
+    if not failures:
+        console.say(f"capfilt: all gates hold for {args.output_dir}")
+    if args.json:
+        print(json.dumps({"status": "failed" if failures else "ok", "gates_failed": failures}), flush=True)
+    return 1 if failures else 0
 
 
 def _demo_accuracy(output_dir: str) -> float:
@@ -241,5 +305,5 @@ def _report(args) -> int:
     from .report.build import rebuild_report
 
     report = rebuild_report(args.output_dir)
-    print(f"capfilt: report for {report['totals']['shards']} shard(s) in {args.output_dir}", file=sys.stderr)
+    console.say(f"capfilt: report for {report['totals']['shards']} shard(s) in {args.output_dir}")
     return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -183,6 +185,37 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def output_settings(self) -> dict:
+        """The settings that decide an output shard's bytes; a resumed run must share them with the shards it
+        skips. Where the work runs (device, threads, runner) and what is checked afterwards (gates) are not."""
+        runtime = {"dtype": self.runtime.dtype, "trust_remote_code": self.runtime.trust_remote_code}
+        return {
+            "seed": self.seed,
+            "captioner": dataclasses.asdict(self.captioner),
+            "filter": dataclasses.asdict(self.filter),
+            "decode": dataclasses.asdict(self.decode),
+            "runtime": runtime,
+        }
+
+    def fingerprint(self) -> str:
+        return settings_fingerprint(self.output_settings())
+
+
+def settings_fingerprint(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def settings_difference(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key old -> new`` for every leaf that differs between two ``output_settings`` dicts."""
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += settings_difference(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changes.append(f"{prefix}{key} {a!r} -> {b!r}")
+    return changes
 
 
 def _range(key: str, value, low, high) -> list[tuple[str, str]]:

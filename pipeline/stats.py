@@ -36,6 +36,8 @@ class Stats:
     synthetic_scores: list[int] = field(default_factory=_bins)
     seconds: float = 0.0
     examples: list[dict] = field(default_factory=list)
+    # name -> {"input", "kept", "seconds", "status": ok | failed | truncated}: sizes.json and the report's table
+    per_shard: dict[str, dict] = field(default_factory=dict)
 
     def add_sample(self, status: str, source: str | None, web_score: float | None, synthetic: list[float]) -> None:
         self.input += 1
@@ -68,10 +70,22 @@ class Stats:
             synthetic_scores=[a + b for a, b in zip(self.synthetic_scores, other.synthetic_scores, strict=True)],
             seconds=self.seconds + other.seconds,
             examples=_first_examples(self.examples + other.examples),
+            per_shard=dict(sorted({**self.per_shard, **other.per_shard}.items())),
         )
 
     def to_json(self, **extra) -> bytes:
-        return (json.dumps({**extra, **asdict(self)}, indent=1, sort_keys=True) + "\n").encode()
+        return (
+            json.dumps({**extra, **asdict(self), **self.img2dataset_keys()}, indent=1, sort_keys=True) + "\n"
+        ).encode()
+
+    def img2dataset_keys(self) -> dict:
+        """The counts img2dataset's ``*_stats.json`` carry, under its names, for tools written against them."""
+        return {
+            "count": self.input,
+            "successes": self.kept,
+            "duration": round(self.seconds, 3),
+            "status_dict": {"success": self.kept, **self.dropped},
+        }
 
     @classmethod
     def from_json(cls, data: bytes) -> Stats:

@@ -91,13 +91,16 @@ def rows(out: Path):
 
 
 def outputs(out: Path) -> dict[str, bytes]:
-    """Every output file's bytes, with the clock-dependent field of stats files removed."""
+    """Every output file's bytes, with the clock-dependent fields of stats files removed."""
     files = {}
     for path in sorted(out.rglob("*")):
         if path.is_file() and path.name != "report.json":
             data = path.read_bytes()
             if path.name.endswith("_stats.json"):
-                data = json.dumps({k: v for k, v in json.loads(data).items() if k != "seconds"}).encode()
+                stats = {k: v for k, v in json.loads(data).items() if k not in ("seconds", "duration")}
+                for shard in stats.get("per_shard", {}).values():
+                    shard.pop("seconds")
+                data = json.dumps(stats).encode()
             files[str(path.relative_to(out))] = data
     return files
 

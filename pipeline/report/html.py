@@ -37,6 +37,8 @@ def render(report: dict) -> str:
         _totals(t),
         _reasons(t),
         _histogram(report["histograms"]),
+        _evaluation(report.get("evaluation"), report.get("ablation")),
+        _shards(report.get("shards") or {}, t["shards"]),
         _examples("Dropped samples", [e for e in report.get("examples") or [] if e["status"] != "kept"]),
         _examples("Kept samples", [e for e in report.get("examples") or [] if e["status"] == "kept"]),
         "</main></body></html>",
@@ -103,7 +105,7 @@ def _histogram(h: dict) -> str:
     plot_w, plot_h = width - left - 10, height - bottom - 10
     step = plot_w / bins
     svg = [
-        f"<svg width='{width}' height='{height}' role='img' aria-label='ITM score histograms'>",
+        f"<svg width='{width}' height='{height + 20}' role='img' aria-label='ITM score histograms'>",
         f"<line x1='{left}' y1='{10 + plot_h}' x2='{left + plot_w}' y2='{10 + plot_h}' stroke='#999'/>",
     ]
     for i in range(bins):
@@ -118,6 +120,14 @@ def _histogram(h: dict) -> str:
         x = left + plot_w * tick / 10
         svg.append(f"<text x='{x:.1f}' y='{height - 10}' font-size='11' text-anchor='middle'>{tick / 10:.1f}</text>")
     svg.append(f"<text x='{left - 6}' y='18' font-size='11' text-anchor='end'>{top}</text>")
+    svg.append(
+        f"<text x='{left + plot_w / 2:.1f}' y='{height + 14}' font-size='12' text-anchor='middle'>"
+        "ITM score: the filter's probability that caption and image match</text>"
+    )
+    svg.append(
+        f"<text x='12' y='{10 + plot_h / 2:.1f}' font-size='12' text-anchor='middle' "
+        f"transform='rotate(-90 12 {10 + plot_h / 2:.1f})'>captions</text>"
+    )
     if h.get("threshold") is not None:
         x = left + plot_w * float(h["threshold"])
         svg.append(f"<line x1='{x:.1f}' y1='6' x2='{x:.1f}' y2='{10 + plot_h}' stroke='#111' stroke-dasharray='5,4'/>")
@@ -127,7 +137,46 @@ def _histogram(h: dict) -> str:
         f"<div class='legend muted'><i style='background:{WEB_COLOUR}'></i>web captions"
         f"<i style='background:{SYNTHETIC_COLOUR}'></i>synthetic captions</div>"
     )
-    return f"<section><h2>ITM scores</h2>{''.join(svg)}{legend}</section>"
+    meaning = (
+        "<p class='muted'>The ITM head reads image and caption together and gives the probability that they match "
+        "(0: unrelated, 1: a match). Under the policy, the best candidate of a sample must reach the threshold.</p>"
+    )
+    return f"<section><h2>ITM scores</h2>{meaning}{''.join(svg)}{legend}</section>"
+
+
+def _evaluation(evaluation: dict | None, ablation: list[dict] | None) -> str:
+    """The demo world's quality against ground truth, when ``capfilt eval`` (or ``run demo``) recorded it."""
+    if not evaluation:
+        return ""
+    figures = [
+        ("kept caption accuracy", evaluation["kept_accuracy"]),
+        ("yield", evaluation["yield"]),
+        ("clean yield", evaluation["clean_yield"]),
+        ("web caption accuracy (before)", evaluation["web_accuracy"]),
+    ]
+    cards = "".join(_card(f"{value:.3f}", label) for label, value in figures)
+    table = ""
+    if ablation:
+        head = "<tr><th>data</th><th>kept</th><th>kept accuracy</th><th>yield</th><th>clean yield</th></tr>"
+        body = "".join(
+            f"<tr><td>{escape(str(row['name']))}</td><td>{row['kept']}</td><td>{row['accuracy']:.3f}</td>"
+            f"<td>{row['yield']:.3f}</td><td>{row['clean_yield']:.3f}</td></tr>"
+            for row in ablation
+        )
+        table = f"<p class='muted'>BLIP Table 1's rows on this input:</p><table>{head}{body}</table>"
+    return f"<section><h2>Against the demo world's ground truth</h2><div class='cards'>{cards}</div>{table}</section>"
+
+
+def _shards(shards: dict, total: int) -> str:
+    if not shards:
+        return ""
+    head = "<tr><th>shard</th><th>status</th><th>input</th><th>kept</th></tr>"
+    body = "".join(
+        f"<tr><td>{escape(name)}</td><td>{escape(s['status'])}</td><td>{s['input']}</td><td>{s['kept']}</td></tr>"
+        for name, s in shards.items()
+    )
+    more = f"<p class='muted'>{len(shards)} of {total} shards listed.</p>" if len(shards) < total else ""
+    return f"<section><h2>Shards</h2><table>{head}{body}</table>{more}</section>"
 
 
 def _score(value) -> str:
@@ -153,11 +202,15 @@ def _examples(title: str, examples: list[dict]) -> str:
             f"<li class='{'chosen' if chosen_web else ''}'>web: {escape(web.get('text') or '(none)')} "
             f"<span class='muted'>{_score(web.get('score'))}</span></li>"
         )
+        synthetic: dict[str, list] = {}  # sampling repeats captions: each text once, with how often it came
         for s in e.get("synthetic") or []:
-            chosen = kept and e.get("source") == "synthetic" and s["text"] == e.get("caption")
+            synthetic.setdefault(s["text"], [s["score"], 0])[1] += 1
+        for text, (score, times) in synthetic.items():
+            chosen = kept and e.get("source") == "synthetic" and text == e.get("caption")
+            repeat = f" <span class='muted'>×{times}</span>" if times > 1 else ""
             items.append(
-                f"<li class='{'chosen' if chosen else ''}'>synthetic: {escape(s['text'])} "
-                f"<span class='muted'>{_score(s['score'])}</span></li>"
+                f"<li class='{'chosen' if chosen else ''}'>synthetic: {escape(text)}{repeat} "
+                f"<span class='muted'>{_score(score)}</span></li>"
             )
         error = f"<div class='muted'>{escape(e['error'])}</div>" if e.get("error") else ""
         cards.append(

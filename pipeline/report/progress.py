@@ -1,52 +1,110 @@
-"""A line per finished shard with a running total and an ETA, for people watching a local run."""
+"""Progress of a local run, inside shards and summed over worker processes.
+
+Each worker process keeps its running counts in a small JSON file of its own in a folder the launcher made
+(rewritten by rename after every batch); the launcher sums the files and prints a line now and then. Files,
+not Beam metrics, because a local runner reports metrics only when the run ends. Cluster runs have their
+runner's own monitoring and get no folder.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 
-from ..stats import Stats
+PRINT_EVERY_S = 10.0  # a line at least this often while samples advance, and at every finished shard
+READ_EVERY_S = 1.0
 
 
-class Progress:
-    """Running totals of the shards one worker process has finished.
+class WorkerProgress:
+    """The counts of one worker process, shared by its threads, written to ``folder/PID.json``."""
 
-    On a single-process local run that is the whole run, so the ETA is the run's; with several worker
-    processes each reports its own share (cluster runs have Beam's metrics for the whole).
-
-    Args:
-        total_shards: shards in the run, skipped ones included.
-    """
-
-    _by_run: dict[str, Progress] = {}
+    _by_folder: dict[str, WorkerProgress] = {}
     _lock = threading.Lock()
 
-    def __init__(self, total_shards: int):
-        self.total = total_shards
-        self.done = self.samples = self.kept = 0
-        self.started = time.monotonic()
+    def __init__(self, folder: str):
+        self.path = os.path.join(folder, f"{os.getpid()}.json")
+        self.counts = {"shards": 0, "samples": 0, "kept": 0, "samples_in_done_shards": 0}
 
     @classmethod
-    def for_run(cls, run_id: str, total_shards: int) -> Progress:
+    def for_folder(cls, folder: str) -> WorkerProgress:
         with cls._lock:
-            return cls._by_run.setdefault(run_id, cls(total_shards))
+            return cls._by_folder.setdefault(folder, cls(folder))
 
-    def skipped(self) -> None:
+    def batch(self, samples: int, kept: int) -> None:
         with self._lock:
-            self.total -= 1
+            self.counts["samples"] += samples
+            self.counts["kept"] += kept
+            self._write()
 
-    def finished(self, name: str, stats: Stats, seconds: float) -> str:
+    def shard(self, samples: int) -> None:
         with self._lock:
-            self.done += 1
-            self.samples += stats.input
-            self.kept += stats.kept
-            elapsed = time.monotonic() - self.started
-            remaining = max(self.total - self.done, 0) * elapsed / self.done
-        status = " FAILED: not a tar archive" if stats.failed_shards else ""
+            self.counts["shards"] += 1
+            self.counts["samples_in_done_shards"] += samples
+            self._write()
+
+    def _write(self) -> None:
+        temp = f"{self.path}.tmp"
+        with open(temp, "w") as handle:
+            json.dump(self.counts, handle)
+        os.replace(temp, self.path)
+
+
+def read_counts(folder: str) -> dict[str, int]:
+    """The counts of every worker process in ``folder``, summed."""
+    total = {"shards": 0, "samples": 0, "kept": 0, "samples_in_done_shards": 0}
+    for name in os.listdir(folder):
+        if not name.endswith(".json"):
+            continue
+        try:
+            with open(os.path.join(folder, name)) as handle:
+                counts = json.load(handle)
+        except (OSError, ValueError):  # replaced while read; the next read has it
+            continue
+        for key in total:
+            total[key] += counts.get(key, 0)
+    return total
+
+
+class ProgressPrinter:
+    """Prints ``shards done/to do, samples, kept, samples/s, ETA`` from the workers' files.
+
+    Args:
+        folder: the workers' progress folder.
+        to_do: shards this run processes (complete ones it skips excluded).
+        say: prints one line.
+    """
+
+    def __init__(self, folder: str, to_do: int, say):
+        self.folder, self.to_do, self.say = folder, to_do, say
+        self.started = self.last_read = self.last_print = time.monotonic()
+        self.shown = {"shards": 0, "samples": 0}
+
+    def tick(self, final: bool = False) -> None:
+        """Print a line when a shard finished or, now and then, when samples advanced; ``final``: read now and
+        print whatever was not shown yet (the run ended)."""
+        now = time.monotonic()
+        if now - self.last_read < READ_EVERY_S and not final:
+            return
+        self.last_read = now
+        counts = read_counts(self.folder)
+        shard_done = counts["shards"] > self.shown["shards"]
+        advanced = counts["samples"] > self.shown["samples"]
+        if shard_done or (advanced and (final or now - self.last_print >= PRINT_EVERY_S)):
+            self.say(self.line(counts, now - self.started))
+            self.shown = {"shards": counts["shards"], "samples": counts["samples"]}
+            self.last_print = now
+
+    def line(self, counts: dict[str, int], elapsed: float) -> str:
+        rate = counts["samples"] / elapsed if elapsed > 0 else 0.0
+        eta = "?"
+        if counts["shards"] and rate > 0:  # samples per shard as seen so far, times the shards left
+            expected = counts["samples_in_done_shards"] / counts["shards"] * self.to_do
+            eta = _clock(max(expected - counts["samples"], 0) / rate)
         return (
-            f"shard {name}: {stats.input} samples, {stats.kept} kept, {stats.input / max(seconds, 1e-9):.1f}"
-            f" samples/s{status} | {self.done}/{self.total} shards, {self.samples} samples, {self.kept} kept,"
-            f" ETA {_clock(remaining)}"
+            f"capfilt: {counts['shards']}/{self.to_do} shards, {counts['samples']} samples, {counts['kept']} kept,"
+            f" {rate:.1f} samples/s, ETA {eta}"
         )
 
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 import gc
 import logging
 import time
-import uuid
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
 from ..config import RunConfig
-from ..report.progress import Progress
+from ..interrupt import raise_if_stopping
+from ..report.progress import WorkerProgress
 from ..stats import Stats
-from .process import process_shard, read_stats, shard_done
+from .process import process_shard, read_done_stats, shard_done
 from .reader import shard_name
 
-LOG = logging.getLogger("capfilt")
+LOG = logging.getLogger("capfilt.worker")  # a line per shard in a cluster's worker logs; quiet on local runs
 NAMESPACE = "capfilt"
 
 
@@ -61,23 +61,28 @@ def load_models(config: RunConfig, threads: int) -> LoadedModels:
 class CleanShardFn(beam.DoFn):
     """Takes a shard path, writes its cleaned output, and emits its Stats.
 
-    A shard whose stats file exists is skipped (its stored stats are emitted) unless ``overwrite``.
-    Models load on the first shard that needs them, once per process, shared by its threads.
+    A shard whose stats file exists is skipped (its stored stats are emitted, after checking they were made
+    with the same settings) unless ``overwrite``. Models load on the first shard that needs them, once per
+    process, shared by its threads.
 
     Args:
         config: the validated run configuration.
         output_dir: where output shards go.
         overwrite: redo shards that are already complete.
         threads: torch intra-op threads per process (0 leaves torch's default).
-        total_shards: shards in the run, for the progress line's ETA.
+        progress_dir: a local folder for progress counts (local runs only; see ``report.progress``).
     """
 
     def __init__(
-        self, config: RunConfig, output_dir: str, overwrite: bool = False, threads: int = 0, total_shards: int = 0
+        self,
+        config: RunConfig,
+        output_dir: str,
+        overwrite: bool = False,
+        threads: int = 0,
+        progress_dir: str | None = None,
     ):
         self.config, self.output_dir, self.overwrite, self.threads = config, output_dir, overwrite, threads
-        self.total_shards = total_shards
-        self._run_id = uuid.uuid4().hex  # set at construction, so it travels with the pickled DoFn
+        self.progress_dir = progress_dir
         self._shared = Shared()
         self._models = None
         self._counters = {}
@@ -88,19 +93,25 @@ class CleanShardFn(beam.DoFn):
         return self._counters[name]
 
     def process(self, path: str):
-        progress = Progress.for_run(self._run_id, self.total_shards)
         if not self.overwrite and shard_done(path, self.output_dir):
             self._counter("shards_skipped").inc()
-            progress.skipped()
-            yield read_stats(path, self.output_dir)
+            yield read_done_stats(path, self.output_dir, self.config)
             return
+        raise_if_stopping()
         if self._models is None:
             tag = repr((self.config.captioner, self.config.filter, self.config.runtime, self.threads))
             self._models = self._shared.acquire(lambda: load_models(self.config, self.threads), tag=tag)
+        progress = WorkerProgress.for_folder(self.progress_dir) if self.progress_dir else None
         started = time.monotonic()
-        stats = process_shard(path, self.output_dir, self.config, self._models)
+        stats = process_shard(
+            path, self.output_dir, self.config, self._models, on_batch=progress.batch if progress else None
+        )
+        if progress:
+            progress.shard(stats.input)
         self._record(stats)
-        LOG.info(progress.finished(shard_name(path), stats, time.monotonic() - started))
+        seconds = time.monotonic() - started
+        failed = " FAILED: not a tar archive" if stats.failed_shards else ""
+        LOG.info(f"shard {shard_name(path)}: {stats.input} samples, {stats.kept} kept, {seconds:.1f} s{failed}")
         yield stats
 
     def _record(self, stats: Stats) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-from .. import storage
-from ..config import RunConfig
+from .. import interrupt, storage
+from ..config import RunConfig, settings_difference
 from ..policy import Decision
 from ..report.examples import ExamplePicker
 from ..stats import Stats
@@ -29,14 +30,33 @@ def shard_done(path: str, output_dir: str) -> bool:
     return storage.exists(output_paths(output_dir, shard_name(path))["stats"])
 
 
-def read_stats(path: str, output_dir: str) -> Stats:
-    return Stats.from_json(storage.read_bytes(output_paths(output_dir, shard_name(path))["stats"]))
+def read_done_stats(path: str, output_dir: str, config: RunConfig) -> Stats:
+    """The stats of a complete shard; raises SettingsMismatch when it was made with other settings than
+    ``config``'s, so one output folder never mixes two runs' decisions."""
+    data = storage.read_bytes(output_paths(output_dir, shard_name(path))["stats"])
+    document = json.loads(data)
+    if document.get("fingerprint") != config.fingerprint():
+        raise SettingsMismatch(shard_name(path), document.get("settings"), config.output_settings())
+    return Stats.from_json(data)
 
 
-def process_shard(path: str, output_dir: str, config: RunConfig, models) -> Stats:
-    """Clean one shard and write its output files; returns its stats.
+class SettingsMismatch(ValueError):
+    def __init__(self, shard: str, recorded: dict | None, current: dict):
+        changes = settings_difference(recorded, current) if recorded else ["no settings recorded"]
+        super().__init__(
+            f"shard {shard} was made with other settings ({'; '.join(changes[:3])}); pass --overwrite to redo "
+            "every shard, or write to another --output"
+        )
 
-    A file that is not a tar archive gives a failed shard: only its stats file, saying why. Any other
+
+def process_shard(
+    path: str, output_dir: str, config: RunConfig, models, on_batch: Callable[[int, int], None] | None = None
+) -> Stats:
+    """Clean one shard and write its output files; returns its stats. ``on_batch(samples, kept)`` hears of
+    every batch written, for progress inside a shard.
+
+    A file that is not a tar archive gives a failed shard: an empty tar, a parquet with no rows, and stats
+    saying why. Any other
     error propagates, leaving no output under a final name, so the runner can retry the shard.
     """
     name = shard_name(path)
@@ -52,11 +72,17 @@ def process_shard(path: str, output_dir: str, config: RunConfig, models) -> Stat
                     _count(stats, sample)
                     examples.offer(sample)
                     writer.write(sample)
+                if on_batch is not None:
+                    on_batch(len(batch), sum(s.status == "kept" for s in batch))
+                interrupt.raise_if_stopping()
     except ShardFormatError as exc:
+        # An empty tar and a parquet with no rows beside the stats, so every input shard has its three files
+        # and a trainer's shard list never names a tar that is not there.
         writer.discard()
+        writer = ShardWriter(output_dir, name, config.filter.policy)
         stats.failed_shards.append(name)
-        stats.seconds = time.monotonic() - started
-        storage.write_bytes(writer.paths["stats"], stats.to_json(shard=name, error=str(exc)), output_dir)
+        _finish(stats, name, "failed", started)
+        writer.commit(stats, shard=name, error=str(exc), **_settings(config))
         return stats
     except BaseException:
         writer.discard()
@@ -64,9 +90,21 @@ def process_shard(path: str, output_dir: str, config: RunConfig, models) -> Stat
     if reader.truncation:
         stats.truncated_shards.append(name)
     stats.examples = examples.examples
-    stats.seconds = time.monotonic() - started
-    writer.commit(stats, shard=name, error=reader.truncation)
+    _finish(stats, name, "truncated" if reader.truncation else "ok", started)
+    writer.commit(stats, shard=name, error=reader.truncation, **_settings(config))
     return stats
+
+
+def _finish(stats: Stats, name: str, status: str, started: float) -> None:
+    stats.seconds = time.monotonic() - started
+    stats.per_shard = {
+        name: {"input": stats.input, "kept": stats.kept, "seconds": round(stats.seconds, 3), "status": status}
+    }
+
+
+def _settings(config: RunConfig) -> dict:
+    """What a shard's stats record of the settings that made it, for a resumed run to compare."""
+    return {"fingerprint": config.fingerprint(), "settings": config.output_settings()}
 
 
 def _annotated_batches(samples: Iterable[Sample], name: str, config: RunConfig, models) -> Iterator[list[Sample]]:
@@ -74,6 +112,7 @@ def _annotated_batches(samples: Iterable[Sample], name: str, config: RunConfig, 
     batches = prefetch(batched(decoded, config.captioner.batch_size), config.runtime.prefetch_batches)
     for index, batch in enumerate(batches):
         caption_batch(batch, models.captioner, batch_seed(config.seed, name, index))
+        interrupt.raise_if_stopping()  # between the model stages too: a batch of a large model takes a while
         score_batch(batch, models.scorer)
         for sample in batch:
             decide(sample, config.filter.policy, config.filter.threshold, config.filter.web_margin)

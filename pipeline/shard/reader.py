@@ -65,7 +65,8 @@ class TarSamples:
     Links and special members are never read; members over ``max_member_bytes`` are skipped unread and
     noted. A cut-off archive ends the stream: complete samples before the cut are yielded, the sample
     being read when it broke is yielded with status ``truncated``, and ``truncation`` says what broke.
-    Iterating raises ShardFormatError when the stream is not a tar archive.
+    Iterating raises ShardFormatError when the stream is not a tar archive (that includes an empty file: a
+    valid tar, even one with no member, has its end-of-archive blocks).
 
     Args:
         fileobj: a readable binary stream positioned at the start of the archive.
@@ -93,10 +94,11 @@ class TarSamples:
             archive = tarfile.open(fileobj=self._fileobj, mode="r|*", tarinfo=_Info)
         except tarfile.ReadError as exc:
             if "empty file" in str(exc):
-                return
-            if "truncated header" in str(exc):  # fewer bytes than one header: cut before its first member
-                self.truncation = f"archive cut short: {exc}"
-                return
+                raise ShardFormatError("empty file (0 bytes): not a tar archive") from exc
+            if "truncated header" in str(exc):
+                # Less than one 512-byte header: an error page or a stub saved under a shard's name far more
+                # often than a real archive cut before its first member; either way it holds no sample.
+                raise ShardFormatError("not a tar archive: shorter than one 512-byte tar header") from exc
             raise ShardFormatError(f"not a tar archive: {exc}") from exc
         except TRUNCATION_ERRORS as exc:  # a gzip stream that breaks before the first header
             self.truncation = f"archive cut short: {exc}"

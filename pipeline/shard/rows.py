@@ -20,6 +20,7 @@ ROW_SCHEMA = pa.schema(
         ("synthetic_scores", pa.list_(pa.float64())),
         ("kept_texts", pa.list_(pa.string())),
         ("image_ext", pa.string()),
+        ("members", pa.list_(pa.string())),
         ("json", pa.string()),
     ]
 )
@@ -42,6 +43,7 @@ def sample_row(sample: Sample) -> dict:
         "synthetic_scores": sample.synthetic_scores,
         "kept_texts": [c.text for c in sample.decision.kept] if kept else [],
         "image_ext": sample.image_ext,
+        "members": list(sample.members),
         "json": sample.meta_text,
     }
 

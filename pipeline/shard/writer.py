@@ -39,6 +39,25 @@ def capfilt_record(sample: Sample, policy: str) -> dict:
     return record
 
 
+def output_members(sample: Sample, policy: str) -> list[tuple[str, bytes]]:
+    """A kept sample's members for the output tar, in input order: ``txt`` becomes the chosen caption and
+    ``json`` the input fields plus the ``capfilt`` object; every other member travels byte for byte."""
+    caption = sample.decision.chosen.text
+    meta = {k: v for k, v in (sample.meta or {}).items() if k != "capfilt"}
+    if "caption" in meta:  # img2dataset's json repeats the caption; a stale copy would contradict .txt
+        meta["caption"] = caption
+    meta["capfilt"] = capfilt_record(sample, policy)
+    replaced = {"txt": caption.encode("utf-8"), "json": json.dumps(meta, ensure_ascii=False).encode("utf-8")}
+    members = []
+    for ext, data in sample.members.items():
+        lower = ext.lower()
+        if lower in replaced:
+            members.append((lower, replaced.pop(lower)))
+        else:
+            members.append((ext, data))
+    return members + list(replaced.items())
+
+
 def _round(score: float | None) -> float | None:
     return None if score is None else round(score, 6)
 
@@ -65,11 +84,8 @@ class ShardWriter:
     def write(self, sample: Sample) -> None:
         self._rows.append(sample_row(sample))
         if sample.status == "kept":
-            meta = {k: v for k, v in (sample.meta or {}).items() if k != "capfilt"}
-            meta["capfilt"] = capfilt_record(sample, self.policy)
-            self._tar.add(f"{sample.key}.{sample.image_ext}", sample.members[sample.image_ext])
-            self._tar.add(f"{sample.key}.txt", sample.decision.chosen.text.encode("utf-8"))
-            self._tar.add(f"{sample.key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+            for ext, data in output_members(sample, self.policy):
+                self._tar.add(f"{sample.key}.{ext}", data)
 
     def commit(self, stats: Stats, **extra) -> None:
         self._tar.close()

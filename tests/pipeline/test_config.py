@@ -1,3 +1,5 @@
+import time
+
 import pytest
 
 from capfilt.pipeline.cli import main
@@ -79,7 +81,10 @@ def test_packaged_config_has_the_named_pipelines():
         (["run", "demo", "--set", "captioner.bogus=1"], "captioner.bogus: unknown key"),
         (["run", "demo", "--config", "/no/such.yaml"], "config file not found"),
         (["run", "demo", "--input", "/no/such/dir/*.tar"], "matches no .tar"),
-        (["run", "demo", "--set", "captioner.model=/no/model"], "not a model directory"),
+        (["run", "demo", "--set", "captioner.model=/no/model"], "captioner.model: '/no/model' not found"),
+        (["run", "demo", "--set", "filter.model=/tmp"], "filter.model: '/tmp' is not a model directory"),
+        (["run", "demo", "--set", "captioner.model=Salesforce/blip-image-captioning-base"], "HF_HUB_OFFLINE is set"),
+        (["run", "demo", "--set", "runtime.device=cuda"], "runtime.device: 'cuda', but torch"),
         (["run", "demo", "--", "--runner=NoSuchRunner"], "is not a Beam runner"),
         (["frobnicate"], "invalid choice"),
         (["run", "demo", "--input", "{DUP}/*/00000.tar*"], "would both write 00000.tar"),
@@ -117,3 +122,17 @@ def test_gates_are_config_with_keys_and_reasons_checked(tmp_path):
     gates = load_config("x", str(path)).gates
     assert gates.max_dropped_fraction == {"no_image": 0.2} and gates.min_accuracy == 0.9 and gates.active()
     assert not load_config("x", str(path), ["gates.min_accuracy=null", "gates.max_dropped_fraction={}"]).gates.active()
+
+
+def test_a_hub_id_not_in_the_cache_is_checked_with_one_quick_request_when_online(monkeypatch, tmp_path, capsys):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: refused at once
+    started = time.monotonic()
+    assert main(["run", "demo", "--set", "filter.model=Salesforce/blip-itm-base-coco"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "filter.model: 'Salesforce/blip-itm-base-coco'" in err
+    assert "the Hugging Face hub did not answer" in err and "set it to a local directory" in err
+    assert time.monotonic() - started < 15

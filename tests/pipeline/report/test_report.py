@@ -99,9 +99,22 @@ def test_check_passes_healthy_output_and_names_failed_gates(messy_run, capsys):
     assert "no_image" not in err.split("undecodable_image")[-1]
 
 
-def test_check_on_a_folder_without_report_fails(tmp_path, capsys):
-    assert main(["check", str(tmp_path), "--min-kept-fraction", "0.5"]) == 1
-    assert "does not exist" in capsys.readouterr().err
+@pytest.mark.parametrize("command", [["check", "--min-kept-fraction", "0.5"], ["report"], ["eval"]])
+def test_commands_refuse_a_folder_without_capfilt_output_and_never_create_it(tmp_path, capsys, command):
+    for folder in (tmp_path / "empty", tmp_path / "missing"):
+        if folder.name == "empty":
+            folder.mkdir()
+        argv = [command[0], str(folder), *command[1:]]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "no capfilt output here" in err
+        assert (folder.is_dir() and not any(folder.iterdir())) or not folder.exists()
+
+
+def test_check_and_eval_on_an_unfinished_run_say_so(tmp_path, capsys):
+    (tmp_path / "00000_stats.json").write_text("{}")  # a shard finished, the report never written
+    assert main(["check", str(tmp_path), "--min-kept-fraction", "0.5"]) == 2
+    assert "no report.json" in capsys.readouterr().err
     assert main(["check", str(tmp_path), "--max-dropped-fraction", "nonsense"]) == 2
 
 
@@ -114,3 +127,42 @@ def test_threshold_marker_sits_at_the_threshold_on_the_score_axis(threshold, x):
     assert marker and float(marker.group(1)) == float(marker.group(2)) == x
     assert f"threshold {threshold}</text>" in html
     assert "stroke-dasharray" not in render(build_report(Stats(shards=1), {"name": "t", "filter": {}}))
+
+
+def test_report_lists_shards_explains_the_score_and_shows_each_candidate_once(messy_run):
+    _, out, _ = messy_run
+    html = (out / "report.html").read_text()
+    shards = re.search(r"<h2>Shards</h2><table>(.*?)</table>", html).group(1)
+    assert re.findall(r"<tr><td>(\d+)</td><td>(\w+)</td>", shards) == [
+        ("00000", "ok"),
+        ("00001", "ok"),
+        ("00002", "truncated"),
+        ("00003", "ok"),
+        ("00004", "failed"),
+    ]
+    assert "ITM score: the filter's probability that caption and image match</text>" in html
+    assert ">captions</text>" in html
+    for card in re.findall(r"<div class='ex'>.*?</ul>", html):
+        texts = re.findall(r"<li[^>]*>synthetic: (.*?)(?: <span class='muted'>×\d+</span>)? <span", card)
+        assert len(texts) == len(set(texts))
+
+
+def test_an_evaluation_recorded_later_appears_in_the_page(messy_run, tmp_path):
+    from capfilt.pipeline.report.build import update_report
+
+    out = tmp_path / "out"
+    shutil.copytree(messy_run[1], out)
+    evaluation = {"kept_accuracy": 0.9871, "yield": 0.5, "clean_yield": 0.49, "web_accuracy": 0.4}
+    ablation = [{"name": "capfilt", "kept": 5, "accuracy": 0.8, "yield": 0.5, "clean_yield": 0.4}]
+    update_report(str(out), {"evaluation": evaluation, "ablation": ablation})
+    assert json.loads((out / "report.json").read_text())["evaluation"] == evaluation
+    html = (out / "report.html").read_text()
+    assert "ground truth" in html and "0.987" in html and "<td>capfilt</td><td>5</td><td>0.800</td>" in html
+
+
+@pytest.mark.parametrize("argv", [["eval"], ["check", "--min-accuracy", "0.9"]])
+def test_accuracy_on_output_without_ground_truth_is_refused_not_reported_as_zero(messy_run, capsys, argv):
+    _, out, _ = messy_run
+    assert main([argv[0], str(out), *argv[1:]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no gt_caption" in err and "0.000" not in err

@@ -95,11 +95,14 @@ def test_not_a_tar_raises_format_error(data):
         list(TarSamples(io.BytesIO(data), 1 << 20))
 
 
-def test_empty_inputs_have_no_samples():
-    assert read(b"")[0] == []
+def test_a_tar_without_members_has_no_samples_but_a_file_without_a_tar_header_is_not_a_tar():
     assert read(tar_bytes([]))[0] == []
-    samples, reader = read(tar_bytes([("a.jpg", b"1")])[:300])
-    assert samples == [] and reader.truncation
+    with pytest.raises(ShardFormatError, match="empty file"):
+        read(b"")
+    with pytest.raises(ShardFormatError, match="shorter than one 512-byte tar header"):
+        read(tar_bytes([("a.jpg", b"1")])[:300])
+    samples, reader = read(tar_bytes([("a.jpg", b"1" * 400)])[:700])  # the header whole, the data cut
+    assert [status for _, _, status in samples] == ["truncated"] and reader.truncation
 
 
 def test_match_shards_braces_and_globs(tmp_path):

@@ -16,7 +16,7 @@ def kept_sample(key: str) -> Sample:
     chosen = Candidate("a red square", 0.9, "synthetic")
     sample = Sample(
         key=key,
-        members={"JPG": b"\xff\xd8 raw bytes", "json": b'{"url": "u"}'},
+        members={"JPG": b"\xff\xd8 raw bytes", "json": b'{"url": "u"}', "cls": b"7", "TXT": b"buy now"},
         status="kept",
         image_ext="JPG",
         web_text="buy now",
@@ -99,8 +99,11 @@ def test_kept_members_keep_original_bytes_and_extension(tmp_path):
     write(tmp_path).commit(Stats(shards=1), shard="00000")
     with tarfile.open(tmp_path / "00000.tar") as tar:
         names = tar.getnames()
-        assert names == ["a.JPG", "a.txt", "a.json", "dir.x/c.JPG", "dir.x/c.txt", "dir.x/c.json"]
+        # Input order; the caption and the json replace theirs in place, whatever the extension's case.
+        assert names == ["a.JPG", "a.json", "a.cls", "a.txt"] + [f"dir.x/c.{e}" for e in ("JPG", "json", "cls", "txt")]
         assert tar.extractfile("a.JPG").read() == b"\xff\xd8 raw bytes"
+        assert tar.extractfile("a.cls").read() == b"7"
+        assert tar.extractfile("a.txt").read() == b"a red square"
         meta = json.loads(tar.extractfile("a.json").read())
     # Input fields stay; an input "capfilt" field is replaced by this run's record.
     assert meta["url"] == "u"

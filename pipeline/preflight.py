@@ -1,0 +1,155 @@
+"""Checks made before any work starts. Each failure is a ConfigError naming the key or flag at fault, so the
+command line says it in one line and exits 2, instead of a worker failing after Beam has started."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from .config import RunConfig
+from .errors import ConfigError
+
+# A Hugging Face repo id: "name" or "owner/name" of letters, digits and -_. (the hub's own rule, simplified).
+HUB_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+$")
+HUB_TIMEOUT_S = 10.0
+RESUME_CHECKS = 32
+
+
+def check_models(config: RunConfig) -> None:
+    for key, name in (("captioner.model", config.captioner.model), ("filter.model", config.filter.model)):
+        check_model(key, name)
+
+
+def check_model(key: str, name: str) -> None:
+    """``name`` resolves to a checkpoint: an embedded one, a directory (local or on a Beam filesystem) holding
+    ``config.json``, or a hub id that is in the local cache, or, when online, that the hub knows."""
+    from ..models.loading import EMBEDDED_PREFIX, resolve_model
+
+    if name.startswith(EMBEDDED_PREFIX):
+        try:
+            resolve_model(name)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+        return
+    if "://" in name:
+        from apache_beam.io.filesystems import FileSystems
+
+        if not FileSystems.exists(name.rstrip("/") + "/config.json"):
+            raise ConfigError(f"{key}: {name!r} holds no config.json; is it a model directory?")
+        return
+    path = os.path.expanduser(name)
+    if os.path.exists(path) or os.path.isabs(path) or name.startswith((".", "~")) or not HUB_ID.match(name):
+        if not os.path.isdir(path):
+            raise ConfigError(f"{key}: {name!r} not found; set it to a local model directory or a hub id")
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise ConfigError(f"{key}: {name!r} is not a model directory (no config.json)")
+        return
+    _check_hub_model(key, name)
+
+
+def _check_hub_model(key: str, name: str) -> None:
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+    from huggingface_hub.utils import RepositoryNotFoundError
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    if constants.HF_HUB_OFFLINE:
+        raise ConfigError(
+            f"{key}: {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
+            "download it first or set it to a local directory"
+        )
+    try:
+        HfApi().model_info(name, timeout=HUB_TIMEOUT_S)
+    except RepositoryNotFoundError:
+        raise ConfigError(f"{key}: {name!r} not found on the Hugging Face hub (or it is private)") from None
+    except Exception as exc:  # no network, DNS, proxy, timeout: all the same to the user
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ConfigError(
+            f"{key}: {name!r} is not in the local cache and the Hugging Face hub did not answer ({reason}); "
+            "set it to a local directory"
+        ) from None
+
+
+def check_device(device: str) -> None:
+    """A CUDA device named in the config exists in this torch build (checked for runs on this machine only:
+    a Dataflow launcher has no GPU of its own)."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"runtime.device: {device!r}, but torch {torch.__version__} sees no CUDA device; use cpu or auto"
+        )
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"runtime.device: {device!r}, but only {torch.cuda.device_count()} CUDA device(s) exist")
+
+
+def check_output_not_input(shards: list[str], output_dir: str) -> None:
+    """The output folder is neither the input folder nor above any input shard: a run never writes its input."""
+    out = _canonical(output_dir)
+    for shard in shards:
+        folder = _canonical(shard.rstrip("/").rsplit("/", 1)[0])
+        if folder == out or folder.startswith(out + "/"):
+            raise ConfigError(
+                f"--output {output_dir}: holds the input shard {shard}; write the output to a folder of its own"
+            )
+
+
+def _canonical(path: str) -> str:
+    return path.rstrip("/") if "://" in path else os.path.realpath(path)
+
+
+def check_unique_names(shards: list[str]) -> None:
+    from .shard.reader import shard_name
+
+    seen: dict[str, str] = {}
+    for path in shards:
+        name = shard_name(path)
+        if name in seen:
+            raise ConfigError(f"--input: {seen[name]} and {path} would both write {name}.tar; rename one")
+        seen[name] = path
+
+
+def check_runner(config: RunConfig, beam_args: list[str]) -> None:
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runners = [a.split("=", 1)[1] for a in [*config.beam_args(), *beam_args] if a.startswith("--runner=")]
+    runner = runners[-1] if runners else config.runner
+    if "." not in runner and runner not in StandardOptions.KNOWN_RUNNER_NAMES:
+        raise ConfigError(
+            f"runner {runner!r} is not a Beam runner (known: {', '.join(StandardOptions.KNOWN_RUNNER_NAMES)})"
+        )
+
+
+def runs_here(config: RunConfig, beam_args: list[str]) -> bool:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from .beam_job import runs_here as options_run_here
+
+    return options_run_here(PipelineOptions([*config.beam_args(), *beam_args]))
+
+
+def complete_shards(shards: list[str], output_dir: str, config: RunConfig) -> list[str]:
+    """The input shards already complete in ``output_dir`` (one listing). Refuses to resume when one of them
+    (up to ``RESUME_CHECKS``, spread over the list; workers check every one they skip) was made with other
+    settings: one folder would otherwise mix two runs' decisions."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from .shard.process import SettingsMismatch, read_done_stats
+    from .shard.reader import shard_name
+
+    try:
+        listed = FileSystems.match([output_dir.rstrip("/") + "/*_stats.json"])[0].metadata_list
+    except Exception:  # no folder yet
+        return []
+    names = {m.path.rstrip("/").rsplit("/", 1)[-1] for m in listed}
+    done = [s for s in shards if f"{shard_name(s)}_stats.json" in names]
+    step = max(1, len(done) // RESUME_CHECKS)
+    for path in done[::step]:
+        try:
+            read_done_stats(path, output_dir, config)
+        except SettingsMismatch as exc:
+            raise ConfigError(f"--output {output_dir}: {exc}") from None
+    return done

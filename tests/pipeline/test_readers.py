@@ -1,0 +1,113 @@
+"""The output read by the libraries users train and analyse with, not by a reader of our own: webdataset, Hugging
+Face `datasets`, open_clip's training loader (in its own environment: it needs torchvision, which has no build
+beside the CPU torch of the main one; `make test` creates it), pandas and duckdb on the decision log."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import rows, run, sample_members, write_shard
+from tests.pipeline.test_wild import img2dataset_sample
+
+SIZES = ((48, 32), (24, 16))  # the pictures of the img2dataset-style and of the plain samples
+READERS = Path(__file__).resolve().parent.parent / "readers"
+OPENCLIP_PYTHON = os.environ.get("CAPFILT_OPENCLIP_PYTHON") or str(
+    Path(__file__).resolve().parents[2] / ".venv-openclip" / "bin" / "python"
+)
+
+
+@pytest.fixture(scope="module")
+def output(tiny_models, tmp_path_factory) -> Path:
+    """A run whose first shard failed (an empty output tar), then img2dataset-style samples of three image formats
+    with extra members, then ordinary samples, one dropped for having no image."""
+    root = tmp_path_factory.mktemp("readers")
+    inp = root / "in"
+    inp.mkdir()
+    (inp / "00000.tar").write_bytes(b"")
+    members = [
+        m for i, fmt in enumerate(["jpg", "png", "webp", "jpg", "png"]) for m in img2dataset_sample(f"w{i}", fmt, i)
+    ]
+    write_shard(inp / "00001.tar", members)
+    plain = [m for i in range(5) for m in sample_members(f"p{i}", f"a red square {i}")]
+    write_shard(inp / "00002.tar", plain + [("p9.txt", b"no image here")])
+    assert run(tiny_models, inp, root / "out") == 0
+    return root / "out"
+
+
+def kept(out: Path) -> int:
+    return sum(r["status"] == "kept" for r in rows(out))
+
+
+def test_webdataset_reads_every_kept_sample_with_its_members(output):
+    import webdataset as wds
+
+    urls = sorted(str(p) for p in output.glob("*.tar"))
+    samples = list(wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode("pil"))
+    assert len(samples) == kept(output) == 10
+    for sample in samples:
+        image = next(sample[k] for k in ("jpg", "png", "webp") if k in sample)
+        assert image.size in SIZES and sample["txt"] and "capfilt" in sample["json"]
+        if sample["__key__"].startswith("w"):
+            assert {"cls", "npy", "caption", "de.txt"} <= set(sample)
+
+
+def test_hugging_face_datasets_reads_the_output_with_the_readme_recipe(output, tmp_path):
+    # The README's recipe: name every image column (HF infers columns from the first sample and would leave a png
+    # sample's image out), and pass only tars that hold samples (HF fails on an empty first tar).
+    import datasets
+
+    sizes = json.loads((output / "sizes.json").read_text())
+    files = [str(output / name) for name, count in sizes.items() if count]
+    image = datasets.Image()
+    features = datasets.Features(
+        {
+            "jpg": image,
+            "png": image,
+            "webp": image,
+            "txt": datasets.Value("string"),
+            "__key__": datasets.Value("string"),
+            "__url__": datasets.Value("string"),
+        }
+    )
+    dataset = datasets.load_dataset(
+        "webdataset", data_files={"train": files}, split="train", features=features, cache_dir=str(tmp_path)
+    )
+    assert dataset.num_rows == kept(output)
+    for row in dataset:
+        images = [row[k] for k in ("jpg", "png", "webp") if row[k] is not None]
+        assert len(images) == 1 and images[0].size in SIZES and row["txt"]
+
+
+def test_pandas_and_duckdb_read_the_decision_log(output):
+    import duckdb
+    import pandas as pd
+
+    frame = pd.concat([pd.read_parquet(p) for p in sorted(output.glob("*.parquet"))])
+    assert len(frame) == 11 and (frame["status"] == "kept").sum() == 10
+    counts = dict(
+        duckdb.sql(f"SELECT status, count(*) FROM read_parquet('{output}/*.parquet') GROUP BY status").fetchall()
+    )
+    assert counts == {"kept": 10, "no_image": 1}
+    report = json.loads((output / "report.json").read_text())["totals"]
+    assert counts["kept"] == report["kept"] and counts["no_image"] == report["dropped"]["no_image"]
+
+
+@pytest.mark.skipif(not os.path.exists(OPENCLIP_PYTHON), reason="no .venv-openclip: `make test` creates it")
+def test_open_clip_training_loader_sizes_and_reads_the_output_without_train_num_samples(output):
+    urls = "::".join(sorted(str(p) for p in output.glob("*.tar")))
+    result = subprocess.run(
+        [OPENCLIP_PYTHON, str(READERS / "open_clip_loader.py"), urls],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["num_samples_from_sizes_json"] == kept(output)
+    assert seen["images"] == seen["loader_num_samples"] == kept(output) and seen["image_shape"] == [3, 32, 32]
