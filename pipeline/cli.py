@@ -127,7 +127,7 @@ def _run(args, beam_args: list[str]) -> int:
     _unmark_success(output_dir)
     stopped, failed = _run_job(config, shards, output_dir, args.overwrite, beam_args, len(shards) - len(done), local)
     if stopped is not None:
-        return _interrupted(stopped, shards, output_dir)
+        return _interrupted(stopped, shards, output_dir, local)
     if failed:
         return 1
     return _summarise(config, output_dir, args, evaluate=demo_input)
@@ -200,14 +200,20 @@ def _unmark_success(output_dir: str) -> None:
         FileSystems.delete([marker])
 
 
-def _interrupted(signum: int, shards: list[str], output_dir: str) -> int:
+def _interrupted(signum: int, shards: list[str], output_dir: str, local: bool) -> int:
     from . import storage
     from .interrupt import EXIT_CODES
     from .shard.process import shard_done
 
-    storage.remove_temp_dir(output_dir)
     complete = sum(shard_done(path, output_dir) for path in shards)
-    console.say(f"capfilt: interrupted: {complete}/{len(shards)} shards complete; rerun to resume")
+    if local:  # the workers are gone, so their temporary files can go too
+        storage.remove_temp_dir(output_dir)
+        console.say(f"capfilt: interrupted: {complete}/{len(shards)} shards complete; rerun to resume")
+    else:
+        console.say(
+            f"capfilt: interrupted: {complete}/{len(shards)} shards complete so far; stopped waiting, but the job "
+            "may still run on its cluster (cancel it there); rerun to resume"
+        )
     return EXIT_CODES[signum]
 
 
