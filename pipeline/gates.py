@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from . import storage
 from .config import GatesConfig
 from .errors import UsageError
-from .report.build import REPORT_JSON
 
 
 def add_gate_arguments(parser) -> None:
@@ -72,6 +70,9 @@ def failed_gates(report: dict, gates: GatesConfig, accuracy: float | None = None
 def check_gates(output_dir: str, gates: GatesConfig, accuracy=None) -> list[str]:
     """Print each failed gate on its own line; returns them (empty when all hold). ``accuracy`` is a callable
     ``output_dir -> float`` that measures kept-caption accuracy, asked only when ``min_accuracy`` is gated."""
+    from . import storage  # here, not at the top: the parser imports this module, and Beam takes 0.7 s to import
+    from .report.build import REPORT_JSON
+
     path = storage.join(output_dir, REPORT_JSON)
     if not storage.exists(path):
         failures = [f"report: {path} does not exist (the run did not finish)"]

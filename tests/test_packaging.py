@@ -182,3 +182,15 @@ def test_ruff_passes_including_the_ban_on_bare_folder_imports():
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent))
     result = subprocess.run([ruff, "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_the_command_line_parser_imports_no_heavy_library():
+    # `capfilt --help` and argument errors answer at once: Beam, torch and transformers load only for the work.
+    code = (
+        "import sys\n"
+        "from capfilt.pipeline.cli import build_parser\n"
+        "build_parser().format_help()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'apache_beam', 'torch', 'transformers'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
