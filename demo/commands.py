@@ -33,7 +33,7 @@ def demo_data(args) -> int:
     try:
         mix = parse_noise_mix(args.noise_mix) if args.noise_mix is not None else None
         paths = write_demo_shards(
-            args.output, args.shards, args.samples_per_shard, args.seed, args.correct_fraction, mix
+            args.output, args.shards, args.samples_per_shard, args.seed, args.correct_fraction, mix, args.world
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
