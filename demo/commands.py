@@ -46,13 +46,21 @@ def kept_accuracy(output_dir: str) -> float:
     return evaluate.evaluate(output_dir)["kept_accuracy"]
 
 
-def print_evaluation(output_dir: str, ablation: bool = False) -> None:
-    """Print quality against the demo world's ground truth, and record it in report.json."""
+def print_evaluation(output_dir: str, ablation: bool = False, retrieval: bool = False) -> None:
+    """Print quality against the demo world's ground truth, and record it in report.json; with ``retrieval``
+    also Recall@K of dual encoders trained on the output (on each Table 1 row with ``ablation``)."""
+    evaluate.run_world(evaluate.read_rows(output_dir))  # refuses output without ground truth before any work
     result = {"evaluation": evaluate.evaluate(output_dir)}
     print(evaluate.format_evaluation(result["evaluation"]))
     if ablation:
         result["ablation"] = evaluate.ablation(output_dir)
         print(evaluate.format_ablation(result["ablation"]))
+    if retrieval:
+        from .retrieval import format_retrieval
+        from .retrieval import retrieval as measure_retrieval
+
+        result["retrieval"] = measure_retrieval(output_dir, ablation)
+        print(format_retrieval(result["retrieval"]))
     path = storage.join(output_dir, REPORT_JSON)
     report = {**json.loads(storage.read_bytes(path)), **result}
     storage.write_bytes(path, (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode(), output_dir)

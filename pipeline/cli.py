@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="demo world only: caption quality against ground truth")
     evaluate.add_argument("output_dir")
     evaluate.add_argument("--ablation", action="store_true", help="also BLIP Table 1's four rows")
+    evaluate.add_argument("--retrieval", action="store_true", help="train dual encoders on the output: Recall@K")
 
     check = commands.add_parser("check", help="CI curation gates; exit 1 naming each gate that fails")
     check.add_argument("output_dir")
@@ -217,7 +218,7 @@ def _eval(args) -> int:
         raise UsageError(f"{args.output_dir}: no {REPORT_JSON}; is this a finished capfilt output folder?")
     from ..demo.commands import print_evaluation
 
-    print_evaluation(args.output_dir, ablation=args.ablation)
+    print_evaluation(args.output_dir, ablation=args.ablation, retrieval=args.retrieval)
     return 0
 
 
