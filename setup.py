@@ -50,11 +50,12 @@ setup(
         "pillow>=11",
         "pyyaml>=6",
         "braceexpand>=0.1.7",
+        # `capfilt eval --retrieval` reads the output tars the way a trainer does.
+        "webdataset>=1.0,<2",
     ],
     extras_require={
         "test": [
             "pytest>=8",
-            "webdataset>=1.0",
             "apache-beam[aws]>=2.77,<3",
             "moto[server]>=5",
             "ruff==0.17.6",

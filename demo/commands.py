@@ -31,7 +31,7 @@ def demo_data(args) -> int:
     try:
         mix = parse_noise_mix(args.noise_mix) if args.noise_mix is not None else None
         paths = write_demo_shards(
-            args.output, args.shards, args.samples_per_shard, args.seed, args.correct_fraction, mix
+            args.output, args.shards, args.samples_per_shard, args.seed, args.correct_fraction, mix, args.world
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -40,12 +40,9 @@ def demo_data(args) -> int:
 
 
 def require_ground_truth(output_dir: str) -> None:
-    """Refuse output whose samples carry no ground truth: accuracy there would read 0, not unknown."""
-    if not any(evaluate.ground_truth(row)[0] for row in evaluate.read_rows(output_dir)):
-        raise UsageError(
-            f"{output_dir}: its samples' json has no gt_caption; accuracy against ground truth is measured on "
-            "demo-world output only"
-        )
+    """Refuse output whose samples carry no ground truth (accuracy there would read 0, not unknown) or mix demo
+    worlds, before any work."""
+    evaluate.run_world(evaluate.read_rows(output_dir))
 
 
 def kept_accuracy(output_dir: str) -> float:
@@ -54,12 +51,19 @@ def kept_accuracy(output_dir: str) -> float:
     return evaluate.evaluate(output_dir)["kept_accuracy"]
 
 
-def print_evaluation(output_dir: str, ablation: bool = False) -> None:
-    """Print quality against the demo world's ground truth, and record it in report.json."""
+def print_evaluation(output_dir: str, ablation: bool = False, retrieval: bool = False) -> None:
+    """Print quality against the demo world's ground truth, and record it in report.json (and the page); with
+    ``retrieval`` also Recall@K of dual encoders trained on the output (on each Table 1 row with ``ablation``)."""
     require_ground_truth(output_dir)
     result = {"evaluation": evaluate.evaluate(output_dir)}
     print(evaluate.format_evaluation(result["evaluation"]))
     if ablation:
         result["ablation"] = evaluate.ablation(output_dir)
         print(evaluate.format_ablation(result["ablation"]))
+    if retrieval:
+        from .retrieval import format_retrieval
+        from .retrieval import retrieval as measure_retrieval
+
+        result["retrieval"] = measure_retrieval(output_dir, ablation)
+        print(format_retrieval(result["retrieval"]))
     update_report(output_dir, result)

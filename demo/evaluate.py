@@ -12,8 +12,9 @@ import glob
 import json
 import os
 
+from ..pipeline.errors import UsageError
 from ..pipeline.policy import choose
-from .world import NOISE_KINDS, normalise
+from .world import NOISE_KINDS, WORLDS, normalise
 
 ABLATION_ROWS = ("none", "filter", "captioner", "capfilt")
 
@@ -49,6 +50,21 @@ def ground_truth(row: dict) -> tuple[str | None, str]:
         return normalise(meta["gt_caption"]), str(meta.get("noise", "unknown"))
     except (ValueError, KeyError, TypeError):
         return None, "unknown"
+
+
+def run_world(rows: list[dict]) -> str:
+    """The demo world the run's input came from, from the rows' json; ``UsageError`` when the rows carry no
+    ground truth (not demo output) or mix worlds."""
+    if not any(ground_truth(row)[0] is not None for row in rows):
+        raise UsageError("no demo ground truth (gt_caption) in the run's rows; eval measures demo-world output only")
+    worlds = {_world(row) for row in rows if ground_truth(row)[0] is not None}
+    if len(worlds) != 1 or not worlds <= set(WORLDS):
+        raise UsageError(f"the run's rows come from demo worlds {sorted(worlds)}; eval needs one of {WORLDS}")
+    return worlds.pop()
+
+
+def _world(row: dict) -> str:
+    return str(json.loads(row["json"]).get("world", "default"))
 
 
 def _correct(text: str | None, truth: str | None) -> bool:
@@ -103,7 +119,7 @@ def evaluate_rows(rows: list[dict]) -> dict:
     }
 
 
-def _ablation_choice(row: dict, name: str, threshold: float, web_margin: float) -> str | None:
+def ablation_choice(row: dict, name: str, threshold: float, web_margin: float) -> str | None:
     """The caption that ablation ``name`` keeps for ``row``, or None when it drops the sample."""
     web = row.get("web_text")
     web = web if web is not None and web.strip() else None
@@ -143,7 +159,7 @@ def ablation_rows(rows: list[dict], threshold: float, web_margin: float = 0.0) -
     for name in ABLATION_ROWS:
         kept = kept_correct = 0
         for row in rows:
-            caption = _ablation_choice(row, name, threshold, web_margin)
+            caption = ablation_choice(row, name, threshold, web_margin)
             if caption is not None:
                 kept += 1
                 kept_correct += _correct(caption, ground_truth(row)[0])
@@ -177,7 +193,7 @@ def capfilt_misses(rows: list[dict], threshold: float, web_margin: float = 0.0) 
     misses = dict.fromkeys(MISS_KINDS, 0)
     for row in rows:
         truth = ground_truth(row)[0]
-        chosen = _ablation_choice(row, "capfilt", threshold, web_margin)
+        chosen = ablation_choice(row, "capfilt", threshold, web_margin)
         if _correct(chosen, truth):
             continue
         web = row.get("web_text") if row.get("web_score") is not None else None

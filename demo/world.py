@@ -38,6 +38,10 @@ LAYOUTS = (("left", "right"), ("top", "bottom"))
 FACTORS = ("colour", "shape", "size", "position", "background")
 PROMPT = "a picture of"
 NOISE_KINDS = ("correct", "other_image", "one_word_off", "boilerplate", "empty", "missing")
+# Which scenes a world draws. "default": one or two objects, every attribute drawn on its own. "lookalike": always
+# two objects that differ in one attribute only (size, colour or shape), so captions of different scenes are
+# closer and getting a caption right takes binding every word to the right object.
+WORLDS = ("default", "lookalike")
 VOCABULARY = tuple(
     sorted(
         set(PROMPT.split())
@@ -75,12 +79,17 @@ class Scene:
     jitter: int
 
 
-def sample_scene(rng: random.Random) -> Scene:
+def sample_scene(rng: random.Random, world: str = "default") -> Scene:
     """Draw a random scene.
 
     Args:
         rng: the random source; the scene depends only on its state.
+        world: one of ``WORLDS``.
     """
+    if world == "lookalike":
+        return _lookalike_scene(rng)
+    if world != "default":
+        raise ValueError(f"unknown world {world!r}; expected one of {', '.join(WORLDS)}")
     background = rng.choice(sorted(COLOURS))
     colours = [c for c in sorted(COLOURS) if c != background]
     if rng.random() < 0.5:
@@ -89,6 +98,19 @@ def sample_scene(rng: random.Random) -> Scene:
         positions = rng.choice(LAYOUTS)
     things = tuple(Thing(rng.choice(SIZES), rng.choice(colours), rng.choice(SHAPES), p) for p in positions)
     return Scene(background, things, rng.randrange(2**31))
+
+
+def _lookalike_scene(rng: random.Random) -> Scene:
+    """Two objects, the second a copy of the first with one of size, colour or shape changed."""
+    background = rng.choice(sorted(COLOURS))
+    colours = [c for c in sorted(COLOURS) if c != background]
+    first, second = rng.choice(LAYOUTS)
+    thing = Thing(rng.choice(SIZES), rng.choice(colours), rng.choice(SHAPES), first)
+    fields = {"size": thing.size, "colour": thing.colour, "shape": thing.shape, "position": second}
+    factor = rng.choice(("size", "colour", "shape"))
+    values = {"size": SIZES, "colour": colours, "shape": SHAPES}[factor]
+    fields[factor] = rng.choice([v for v in values if v != fields[factor]])
+    return Scene(background, (thing, Thing(**fields)), rng.randrange(2**31))
 
 
 def _describe(thing: Thing) -> str:
@@ -230,13 +252,14 @@ def one_word_off(scene: Scene, rng: random.Random) -> str:
     return canonical_caption(perturb_scene(scene, rng))
 
 
-def web_caption(scene: Scene, kind: str, rng: random.Random) -> str | None:
+def web_caption(scene: Scene, kind: str, rng: random.Random, world: str = "default") -> str | None:
     """The web caption of a sample of noise ``kind`` (None for ``missing``: no txt member at all).
 
     Args:
         scene: the true scene.
         kind: one of ``NOISE_KINDS``.
         rng: the random source.
+        world: the world ``other_image`` captions come from.
     """
     truth = canonical_caption(scene)
     if kind == "correct":
@@ -244,7 +267,7 @@ def web_caption(scene: Scene, kind: str, rng: random.Random) -> str | None:
     if kind == "other_image":
         other = truth
         while normalise(other) == normalise(truth):
-            other = canonical_caption(sample_scene(rng))
+            other = canonical_caption(sample_scene(rng, world))
         return other
     if kind == "one_word_off":
         return one_word_off(scene, rng)
@@ -307,7 +330,11 @@ def encode_image(image: Image.Image, fmt: str) -> bytes:
 
 
 def make_sample(
-    key: str, rng: random.Random, correct_fraction: float = 0.4, noise_mix: dict[str, float] | None = None
+    key: str,
+    rng: random.Random,
+    correct_fraction: float = 0.4,
+    noise_mix: dict[str, float] | None = None,
+    world: str = "default",
 ) -> dict[str, bytes]:
     """One WebDataset sample as ``{member name: bytes}``: image, web caption (unless missing) and json.
 
@@ -316,12 +343,15 @@ def make_sample(
         rng: the random source.
         correct_fraction: the probability that the web caption is the canonical one.
         noise_mix: weights per noise kind (``parse_noise_mix``), used instead of ``correct_fraction``.
+        world: one of ``WORLDS``; the json names it unless it is the default (whose bytes stay as they were).
     """
-    scene = sample_scene(rng)
+    scene = sample_scene(rng, world)
     kind = noise_kind(rng, correct_fraction, noise_mix)
-    text = web_caption(scene, kind, rng)
+    text = web_caption(scene, kind, rng, world)
     fmt = "png" if rng.random() < PNG_FRACTION else "jpg"
     meta = {"gt_caption": canonical_caption(scene), "noise": kind, "url": f"https://demo.capfilt/{key}.{fmt}"}
+    if world != "default":
+        meta["world"] = world
     members = {f"{key}.{fmt}": encode_image(render(scene), fmt)}
     if text is not None:
         members[f"{key}.txt"] = text.encode("utf-8")
@@ -336,6 +366,7 @@ def write_demo_shards(
     seed: int = 0,
     correct_fraction: float = 0.4,
     noise_mix: dict[str, float] | None = None,
+    world: str = "default",
 ) -> list[str]:
     """Write ``shards`` demo WebDataset tars ``00000.tar``, ``00001.tar``, ... into ``output_dir``.
 
@@ -351,6 +382,7 @@ def write_demo_shards(
             over the other noise kinds.
         noise_mix: weights per noise kind (``parse_noise_mix``), replacing ``correct_fraction``: other
             proportions of the same kinds of damage.
+        world: one of ``WORLDS``.
 
     Returns:
         The paths of the tars, in order.
@@ -359,6 +391,8 @@ def write_demo_shards(
         raise ValueError(f"correct_fraction must be within [0, 1], got {correct_fraction}")
     if noise_mix is not None:
         check_noise_mix(noise_mix)
+    if world not in WORLDS:
+        raise ValueError(f"unknown world {world!r}; expected one of {', '.join(WORLDS)}")
     os.makedirs(output_dir, exist_ok=True)
     paths = []
     for shard in range(shards):
@@ -367,7 +401,9 @@ def write_demo_shards(
         temp = f"{path}.tmp-{os.getpid()}"
         with open(temp, "wb") as handle, DeterministicTarWriter(handle) as writer:
             for index in range(samples_per_shard):
-                for name, data in make_sample(f"{shard:05d}_{index:06d}", rng, correct_fraction, noise_mix).items():
+                for name, data in make_sample(
+                    f"{shard:05d}_{index:06d}", rng, correct_fraction, noise_mix, world
+                ).items():
                     writer.add(name, data)
         os.replace(temp, path)
         paths.append(path)

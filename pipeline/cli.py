@@ -51,10 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND=W,...",
         help="weights per noise kind instead of --correct-fraction, e.g. correct=0.3,one_word_off=0.5,other_image=0.2",
     )
+    demo.add_argument("--world", default="default", help="default, or lookalike: two objects one attribute apart")
 
     evaluate = commands.add_parser("eval", help="demo world only: caption quality against ground truth")
     evaluate.add_argument("output_dir")
     evaluate.add_argument("--ablation", action="store_true", help="also BLIP Table 1's four rows")
+    evaluate.add_argument("--retrieval", action="store_true", help="train dual encoders on the output: Recall@K")
 
     check = commands.add_parser("check", help="CI curation gates; exit 1 naming each gate that fails")
     check.add_argument("output_dir")
@@ -283,7 +285,7 @@ def _eval(args) -> int:
     _require_report(args.output_dir)
     from ..demo.commands import print_evaluation
 
-    print_evaluation(args.output_dir, ablation=args.ablation)
+    print_evaluation(args.output_dir, ablation=args.ablation, retrieval=args.retrieval)
     return 0
 
 

@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from capfilt.demo.evaluate import ablation
+from capfilt.demo.training_sets import table1_sets
 from capfilt.pipeline.cli import main
 
 
@@ -53,3 +55,22 @@ def test_ci_pipeline_passes_its_gates_and_fails_an_impossible_one(tmp_path, monk
     assert "gate failed: min-kept-fraction" in err
     report = json.loads((tmp_path / "capfilt-ci" / "output" / "report.json").read_text())
     assert report["totals"]["dropped"]["no_caption"] > 0
+
+
+def test_table1_retrieval_sets_of_a_demo_run_come_from_its_input_written_again(demo_run, capsys):
+    _, root = demo_run
+    out = root / "output"
+    sets = {s.name: s for s in table1_sets(str(out))}
+    kept = {r["name"]: r["kept"] for r in ablation(str(out))}
+    assert len(sets["none"].texts) == kept["none"] and len(sets["synthetic_only"].texts) == kept["captioner"] == 512
+    assert len(sets["capfilt"].texts) == kept["capfilt"]
+    # Settings that would write other shards than the run read are refused in one line, before any training.
+    report = (out / "report.json").read_text()
+    changed = json.loads(report)
+    changed["config"]["demo_data"]["seed"] += 1
+    (out / "report.json").write_text(json.dumps(changed))
+    try:
+        assert main(["eval", str(out), "--ablation", "--retrieval"]) == 2
+        assert "does not hold sample" in capsys.readouterr().err
+    finally:
+        (out / "report.json").write_text(report)

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from capfilt.demo import world as world
+from capfilt.pipeline.cli import main
 
 
 def _members(path: str) -> dict[str, bytes]:
@@ -196,3 +197,24 @@ def test_boilerplate_is_varied():
     rng = random.Random(2)
     texts = {world.boilerplate_caption(rng) for _ in range(200)}
     assert len(texts) > 100
+
+
+def test_lookalike_world_draws_two_objects_one_attribute_apart(tmp_path, capsys):
+    rng = random.Random(3)
+    for _ in range(200):
+        scene = world.sample_scene(rng, "lookalike")
+        a, b = scene.things
+        assert (a.position, b.position) in world.LAYOUTS
+        assert sum(getattr(a, f) != getattr(b, f) for f in ("size", "colour", "shape")) == 1
+        assert scene.background not in (a.colour, b.colour)
+    paths = world.write_demo_shards(str(tmp_path / "look"), shards=1, samples_per_shard=30, seed=0, world="lookalike")
+    for members in _samples(paths).values():
+        meta = json.loads(members["json"])
+        assert meta["world"] == "lookalike" and " and " in meta["gt_caption"]
+    # The default world's json names no world: its shards stay byte for byte what they were.
+    default = world.write_demo_shards(str(tmp_path / "default"), shards=1, samples_per_shard=30, seed=0)
+    assert all("world" not in json.loads(m["json"]) for m in _samples(default).values())
+    with pytest.raises(ValueError, match="unknown world 'cubist'"):
+        world.write_demo_shards(str(tmp_path / "x"), world="cubist")
+    assert main(["demo-data", "--output", str(tmp_path / "y"), "--world", "cubist"]) == 2
+    assert "unknown world 'cubist'" in capsys.readouterr().err

@@ -165,4 +165,4 @@ def test_accuracy_on_output_without_ground_truth_is_refused_not_reported_as_zero
     _, out, _ = messy_run
     assert main([argv[0], str(out), *argv[1:]]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no gt_caption" in err and "0.000" not in err
+    assert err.count("\n") == 1 and "gt_caption" in err and "0.000" not in err
