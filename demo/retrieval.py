@@ -103,11 +103,11 @@ def format_retrieval(result: dict) -> str:
         f"retrieval on {result['heldout']['pairs']} held-out {result['world']}-world pairs, "
         f"mean ± sd over seeds {result['seeds']}, {result['config']['steps']} steps × "
         f"{result['config']['batch_size']} pairs per run",
-        f"{'setting':<11}{'samples':>8}" + "".join(f"{h:>14}" for h in heads) + f"{'seconds':>9}",
+        f"{'setting':<15}{'samples':>8}" + "".join(f"{h:>14}" for h in heads) + f"{'seconds':>9}",
     ]
     for row in result["rows"]:
         cells = "".join(f"{100 * row['mean'][k]:>8.1f} ± {100 * row['spread'][k]:<3.1f}" for k in COLUMNS)
-        lines.append(f"{row['name']:<11}{row['samples']:>8}{cells}{row['seconds']:>9.0f}")
+        lines.append(f"{row['name']:<15}{row['samples']:>8}{cells}{row['seconds']:>9.0f}")
     noise = result["noise"]
     lines.append(
         f"filter flags {noise['web_flagged']} of {noise['web_captions']} web captions as noise "
