@@ -95,7 +95,11 @@ def input_samples(output_dir: str, rows: list[dict]) -> dict[str, dict[str, byte
 
         paths = match_shards(config["input"])
         if not paths:
-            raise UsageError(f"{output_dir}: the run's input {config['input']} is gone; Table 1 needs its images")
+            # report.json records the pattern as it was typed: a relative one resolves against this folder.
+            raise UsageError(
+                f"{output_dir}: the run's input {config['input']} (from report.json) matches no shard from "
+                f"{os.getcwd()}; Table 1 needs its images: run eval where the run was started"
+            )
         samples = read_samples(paths)
     elif config.get("demo_data"):
         from .world import write_demo_shards
