@@ -36,8 +36,17 @@ class ItmScorer:
         model, processor, device = load_blip(BlipForImageTextRetrieval, name, device, dtype, trust_remote_code)
         return cls(model, processor, device, **options)
 
-    def score(self, images: list, candidates: list[list[str]]) -> list[list[float]]:
-        """For each image, the match probability of each of its candidate captions, in order."""
+    def vision_states(self, images: list):
+        """The vision tower's last hidden states of ``images``, for ``score`` and for the ITC head of the same
+        model (``models.similarity.ItcSimilarity``) to share."""
+        import torch
+
+        with self._lock, torch.inference_mode():
+            return self._image_features(images)
+
+    def score(self, images: list, candidates: list[list[str]], vision_states=None) -> list[list[float]]:
+        """For each image, the match probability of each of its candidate captions, in order;
+        ``vision_states`` (from ``vision_states(images)``) spares the vision pass."""
         import torch
 
         pairs = [(i, text) for i, texts in enumerate(candidates) for text in texts]
@@ -45,7 +54,7 @@ class ItmScorer:
         order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][1]))
         scores: list[float] = [0.0] * len(pairs)
         with self._lock, torch.inference_mode():
-            features = self._image_features(images)
+            features = self._image_features(images) if vision_states is None else vision_states
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
                 for k, value in zip(chunk, self._score_pairs(features, [pairs[k] for k in chunk]), strict=True):
