@@ -69,7 +69,7 @@ def process_shard(
             reader = TarSamples(stream, config.decode.max_member_bytes)
             for batch in _annotated_batches(reader, name, config, models):
                 for sample in batch:
-                    _count(stats, sample)
+                    count_sample(stats, sample)
                     examples.offer(sample)
                     writer.write(sample)
                 if on_batch is not None:
@@ -81,7 +81,7 @@ def process_shard(
         writer.discard()
         writer = _writer(output_dir, name, config, models)
         stats.failed_shards.append(name)
-        _finish(stats, name, "failed", started)
+        finish_stats(stats, name, "failed", started)
         writer.commit(stats, shard=name, error=str(exc), **_settings(config))
         return stats
     except BaseException:
@@ -90,7 +90,7 @@ def process_shard(
     if reader.truncation:
         stats.truncated_shards.append(name)
     stats.examples = examples.examples
-    _finish(stats, name, "truncated" if reader.truncation else "ok", started)
+    finish_stats(stats, name, "truncated" if reader.truncation else "ok", started)
     writer.commit(stats, shard=name, error=reader.truncation, **_settings(config))
     return stats
 
@@ -100,7 +100,8 @@ def _writer(output_dir: str, name: str, config: RunConfig, models) -> ShardWrite
     return ShardWriter(output_dir, name, config.filter.policy, config.filter.score, dimension)
 
 
-def _finish(stats: Stats, name: str, status: str, started: float) -> None:
+def finish_stats(stats: Stats, name: str, status: str, started: float) -> None:
+    """Set the shard's seconds and its row of ``per_shard`` (``status``: ok, failed or truncated)."""
     stats.seconds = time.monotonic() - started
     stats.per_shard = {
         name: {"input": stats.input, "kept": stats.kept, "seconds": round(stats.seconds, 3), "status": status}
@@ -125,7 +126,8 @@ def _annotated_batches(samples: Iterable[Sample], name: str, config: RunConfig, 
         yield batch
 
 
-def _count(stats: Stats, sample: Sample) -> None:
+def count_sample(stats: Stats, sample: Sample) -> None:
+    """Add one sample whose status is final to ``stats``, with its notes."""
     decision = sample.decision or Decision(None, reason=sample.status)
     source = decision.chosen.source if decision.chosen else None
     stats.add_sample(sample.status, source, sample.web_score, sample.synthetic_scores)
