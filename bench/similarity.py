@@ -93,7 +93,7 @@ def embeddings_cost(args) -> None:
     rows = [np.random.default_rng(0).standard_normal(dimension).astype(np.float32) for _ in range(kept)]
     started = time.perf_counter()
     for _ in range(2):  # image and text files
-        npy_bytes(rows, dimension)
+        npy_bytes(rows)
     encode = time.perf_counter() - started
     print(f"demo run, 4 x 128 samples, similarity itc; {args.repeat} interleaved repeats (median wall)")
     print(f"without embeddings: {plain:.2f} s  ({', '.join(f'{t:.2f}' for t in times[False])})")

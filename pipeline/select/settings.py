@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import asdict, dataclass
 
@@ -12,7 +11,6 @@ from .. import storage
 from ..config import SCORE_RANGES, settings_fingerprint
 from ..errors import ConfigError, UsageError
 from ..report.build import REPORT_JSON, require_output
-from ..shard.embeddings import embedding_paths
 from ..shard.writer import output_paths
 
 FINGERPRINT_CHECKS = 32  # shards whose stats the launcher reads; as preflight.RESUME_CHECKS for run
@@ -33,7 +31,7 @@ class SelectConfig:
         keep_fraction: keep this share of the pool, ranked by the best candidate's score (or None).
         source: the scored run's recorded config (report.json).
         source_fingerprint: the scored run's settings fingerprint, so a resumed selection never mixes sources.
-        embedding_dimension: the scored folder's embedding size when it has clip-retrieval files, else None.
+        embeddings: the scored folder has clip-retrieval embedding files, so the selection gets them too.
     """
 
     scored_dir: str
@@ -45,7 +43,7 @@ class SelectConfig:
     keep_fraction: float | None
     source: dict
     source_fingerprint: str
-    embedding_dimension: int | None = None
+    embeddings: bool = False
 
     @property
     def drop_reason(self) -> str:
@@ -121,8 +119,8 @@ def load_select_config(
     if web_margin is None:
         web_margin = source_filter.get("web_margin", 0.0) if same_score else 0.0
     names, fingerprint = _scored_shards(scored_dir)
-    dimension = _embedding_dimension(scored_dir, names) if source_similarity.get("embeddings") else None
-    if dimension is not None and (not same_score or web_margin != source_filter.get("web_margin", 0.0)):
+    embeddings = bool(source_similarity.get("embeddings"))
+    if embeddings and (not same_score or web_margin != source_filter.get("web_margin", 0.0)):
         # The embedding files hold the text of the caption the run chose; another score or margin could choose
         # a caption whose embedding was never written.
         raise UsageError(
@@ -130,7 +128,7 @@ def load_select_config(
             f"web_margin {source_filter.get('web_margin', 0.0)}; select with the same --score and --web-margin"
         )
     return SelectConfig(
-        scored_dir, names, score, policy, web_margin, threshold, keep_fraction, source, fingerprint, dimension
+        scored_dir, names, score, policy, web_margin, threshold, keep_fraction, source, fingerprint, embeddings
     )
 
 
@@ -153,17 +151,9 @@ def _scored_shards(scored_dir: str) -> tuple[tuple[str, ...], str]:
     return tuple(names), fingerprints.pop()
 
 
+def source_stats(scored_dir: str, name: str) -> dict:
+    return json.loads(storage.read_bytes(output_paths(scored_dir, name)["stats"]))
+
+
 def source_fingerprint(scored_dir: str, name: str) -> str | None:
-    return json.loads(storage.read_bytes(output_paths(scored_dir, name)["stats"])).get("fingerprint")
-
-
-def _embedding_dimension(scored_dir: str, names: tuple[str, ...]) -> int:
-    import numpy as np
-
-    listed = FileSystems.match([storage.join(storage.join(scored_dir, "img_emb"), "*.npy")])[0].metadata_list
-    files = {m.path.rstrip("/").rsplit("/", 1)[-1] for m in listed}
-    for name in names:
-        if f"img_emb_{name}.npy" not in files:
-            raise UsageError(f"{scored_dir}: shard {name} has no img_emb/img_emb_{name}.npy; the folder is damaged")
-    first = np.load(io.BytesIO(storage.read_bytes(embedding_paths(scored_dir, names[0])["img_emb"])))
-    return int(first.shape[1])
+    return source_stats(scored_dir, name).get("fingerprint")

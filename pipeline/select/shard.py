@@ -23,7 +23,7 @@ from ..shard.sample import Sample
 from ..shard.writer import ShardWriter, output_paths
 from ..stats import Stats
 from .cut import Cut, best_score, order_keys
-from .settings import SelectConfig, source_fingerprint
+from .settings import SelectConfig, source_stats
 
 
 def read_rows(config: SelectConfig, name: str) -> list[dict]:
@@ -81,9 +81,8 @@ def _input_members(row: dict, scored: Sample) -> dict[str, bytes]:
     return members
 
 
-def _embeddings(config: SelectConfig, name: str) -> tuple[np.ndarray, np.ndarray] | None:
-    if config.embedding_dimension is None:
-        return None
+def _embeddings(config: SelectConfig, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The scored shard's image and text embedding rows (a shard with a kept sample always has them)."""
     paths = embedding_paths(config.scored_dir, name)
     return tuple(np.load(io.BytesIO(storage.read_bytes(paths[kind]))) for kind in ("img_emb", "text_emb"))
 
@@ -91,13 +90,17 @@ def _embeddings(config: SelectConfig, name: str) -> tuple[np.ndarray, np.ndarray
 def select_shard(name: str, config: SelectConfig, cut: Cut, output_dir: str) -> Stats:
     """Write shard ``name`` of the selection to ``output_dir``; returns its stats."""
     started = time.monotonic()
-    if source_fingerprint(config.scored_dir, name) != config.source_fingerprint:
+    source = source_stats(config.scored_dir, name)
+    if source.get("fingerprint") != config.source_fingerprint:
         raise ValueError(f"scored shard {name} was made with other settings than the rest of the pool")
-    stats = Stats(shards=1)
-    dimension = config.embedding_dimension
-    writer = ShardWriter(output_dir, name, config.policy, config.score, dimension)
+    # A shard the scored run could not read, or read only up to a cut, stays on record as such.
+    status = source.get("per_shard", {}).get(name, {}).get("status", "ok")
+    stats = Stats(
+        shards=1, failed_shards=[name] * (status == "failed"), truncated_shards=[name] * (status == "truncated")
+    )
+    writer = ShardWriter(output_dir, name, config.policy, config.score, config.embeddings)
     examples = ExamplePicker(name, config.source.get("decode", {}).get("max_pixels", 89_478_485))
-    embeddings = _embeddings(config, name)
+    embeddings = None
     ties_kept, kept_index = 0, 0
     try:
         with storage.open_raw(config.shard_path(name)) as stream:
@@ -106,7 +109,8 @@ def select_shard(name: str, config: SelectConfig, cut: Cut, output_dir: str) -> 
                 members = _input_members(row, next(scored)) if row["status"] == "kept" else None
                 sample = sample_from_row(row, members)
                 if sample.live:
-                    if embeddings is not None:
+                    if config.embeddings:
+                        embeddings = embeddings or _embeddings(config, name)
                         sample.image_embedding = embeddings[0][kept_index].astype(np.float32)
                         sample.text_embeddings = {row["caption"]: embeddings[1][kept_index].astype(np.float32)}
                     kept_index += 1
@@ -119,8 +123,14 @@ def select_shard(name: str, config: SelectConfig, cut: Cut, output_dir: str) -> 
         writer.discard()
         raise
     stats.examples = examples.examples
-    finish_stats(stats, name, "ok", started)
-    writer.commit(stats, shard=name, error="", fingerprint=config.fingerprint(), settings=config.output_settings())
+    finish_stats(stats, name, status, started)
+    writer.commit(
+        stats,
+        shard=name,
+        error=source.get("error", ""),
+        fingerprint=config.fingerprint(),
+        settings=config.output_settings(),
+    )
     return stats
 
 

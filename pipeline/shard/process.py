@@ -62,7 +62,7 @@ def process_shard(
     name = shard_name(path)
     started = time.monotonic()
     stats = Stats(shards=1)
-    writer = _writer(output_dir, name, config, models)
+    writer = _writer(output_dir, name, config)
     examples = ExamplePicker(name, config.decode.max_pixels)
     try:
         with storage.open_raw(path) as stream:
@@ -79,7 +79,7 @@ def process_shard(
         # An empty tar and a parquet with no rows beside the stats, so every input shard has its three files
         # and a trainer's shard list never names a tar that is not there.
         writer.discard()
-        writer = _writer(output_dir, name, config, models)
+        writer = _writer(output_dir, name, config)
         stats.failed_shards.append(name)
         finish_stats(stats, name, "failed", started)
         writer.commit(stats, shard=name, error=str(exc), **_settings(config))
@@ -95,9 +95,8 @@ def process_shard(
     return stats
 
 
-def _writer(output_dir: str, name: str, config: RunConfig, models) -> ShardWriter:
-    dimension = models.similarity.dimension if config.similarity.embeddings else None
-    return ShardWriter(output_dir, name, config.filter.policy, config.filter.score, dimension)
+def _writer(output_dir: str, name: str, config: RunConfig) -> ShardWriter:
+    return ShardWriter(output_dir, name, config.filter.policy, config.filter.score, config.similarity.embeddings)
 
 
 def finish_stats(stats: Stats, name: str, status: str, started: float) -> None:

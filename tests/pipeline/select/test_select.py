@@ -191,3 +191,16 @@ def test_damaged_or_unscored_folders_are_refused(tiny_models, scored, tmp_path, 
     )
     err = capsys.readouterr().err.strip()
     assert "scored without similarity" in err and len(err.splitlines()) == 1
+
+
+def test_a_shard_the_scored_run_could_not_read_stays_failed(tiny_models, tmp_path):
+    write_shard(tmp_path / "in" / "00000.tar", sample_members("a") + sample_members("b", "blue"))
+    (tmp_path / "in" / "00001.tar").write_bytes(b"")
+    scored = tmp_path / "scored"
+    assert run(tiny_models, tmp_path / "in", scored, "--set", "filter.policy=score_only") == 0
+    out = tmp_path / "sel"
+    assert main(["select", str(scored), "--output", str(out), "--keep-fraction", "0.5"]) == 0
+    assert pq.read_table(out / "00001.parquet").num_rows == 0 and (out / "00001.tar").is_file()
+    totals = json.loads((out / "report.json").read_text())["totals"]
+    assert totals["failed_shards"] == ["00001"] and totals["kept"] == 1 and totals["input"] == 2
+    assert json.loads((out / "sizes.json").read_text()) == {"00000.tar": 1, "00001.tar": 0}
