@@ -204,3 +204,11 @@ def test_a_shard_the_scored_run_could_not_read_stays_failed(tiny_models, tmp_pat
     totals = json.loads((out / "report.json").read_text())["totals"]
     assert totals["failed_shards"] == ["00001"] and totals["kept"] == 1 and totals["input"] == 2
     assert json.loads((out / "sizes.json").read_text()) == {"00000.tar": 1, "00001.tar": 0}
+
+
+def test_select_on_the_portable_runner_gives_the_fnapi_runners_bytes(scored, tmp_path):
+    argv = ["select", str(scored), "--keep-fraction", "0.3"]
+    assert main([*argv, "--output", str(tmp_path / "fnapi")]) == 0
+    portable = ["--", "--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]
+    assert main([*argv, "--output", str(tmp_path / "portable"), *portable]) == 0
+    assert outputs(tmp_path / "portable") == outputs(tmp_path / "fnapi")
