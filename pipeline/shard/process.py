@@ -129,6 +129,13 @@ def count_sample(stats: Stats, sample: Sample) -> None:
     """Add one sample whose status is final to ``stats``, with its notes."""
     decision = sample.decision or Decision(None, reason=sample.status)
     source = decision.chosen.source if decision.chosen else None
-    stats.add_sample(sample.status, source, sample.web_score, sample.synthetic_scores)
+    stats.add_sample(
+        sample.status,
+        source,
+        sample.web_score,
+        sample.synthetic_scores,
+        sample.web_similarity,
+        sample.synthetic_similarities,
+    )
     for note in sample.notes:
         stats.add_error(note.split(":", 1)[0])
