@@ -15,12 +15,48 @@ def batch_seed(seed: int, shard: str, batch_index: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def caption_batch(batch: list[Sample], captioner, seed: int) -> None:
+def caption_frames(frames: int, mode: str, num_captions: int) -> list[tuple[int, int]]:
+    """Which frames of a clip of ``frames`` the captioner writes from, as ``(frame, captions)`` pairs.
+
+    ``middle``: every caption from the middle frame. ``spread``: one caption from each of ``num_captions``
+    frames spread evenly over the clip, so the candidates come from different moments and the filter, which
+    scores each against every frame, keeps one that holds for the whole clip. ``all``: ``num_captions`` from
+    every frame (repeats removed afterwards). An image is a clip of one frame.
+    """
+    if num_captions == 0 or frames == 0:
+        return []
+    if mode == "middle" or frames == 1:
+        return [(frames // 2, num_captions)]
+    if mode == "spread":
+        return [(int((j + 0.5) * frames / num_captions), 1) for j in range(num_captions)]
+    if mode == "all":
+        return [(f, num_captions) for f in range(frames)]
+    raise ValueError(f"unknown caption_frames {mode!r}")
+
+
+def caption_batch(batch: list[Sample], captioner, seed: int, mode: str = "spread") -> None:
+    """Synthetic captions for each live sample: images as ever, videos from the frames ``caption_frames`` picks.
+
+    Frames captioned the same number of times share one ``generate`` call; the call with the most captions per
+    frame (every image's) gets ``seed``, so a batch of images is captioned exactly as before videos existed.
+    """
     live = [s for s in batch if s.live]
     if not live:
         return
-    for sample, captions in zip(live, captioner.caption([s.image for s in live], seed=seed), strict=True):
-        sample.synthetic = [c for c in captions if c]
+    jobs: dict[int, list[tuple[int, object]]] = {}  # captions per frame -> (sample, frame)
+    for position, sample in enumerate(live):
+        pictures = sample.pictures
+        for frame, count in caption_frames(len(pictures), mode, captioner.num_captions):
+            jobs.setdefault(count, []).append((position, pictures[frame]))
+    written: list[list[str]] = [[] for _ in live]
+    for number, count in enumerate(sorted(jobs, reverse=True)):
+        items = jobs[count]
+        captions = captioner.caption([frame for _, frame in items], seed=seed + number, num_captions=count)
+        for (position, _), texts in zip(items, captions, strict=True):
+            written[position] += texts
+    for sample, captions in zip(live, written, strict=True):
+        captions = [c for c in captions if c]
+        sample.synthetic = list(dict.fromkeys(captions)) if mode == "all" and sample.media == "video" else captions
 
 
 def score_batch(batch: list[Sample], scorer) -> None:
@@ -29,7 +65,8 @@ def score_batch(batch: list[Sample], scorer) -> None:
         return
     # Sampling often repeats a caption; each distinct text is scored once per image.
     candidates = [list(dict.fromkeys(([s.web_text] if s.web_text else []) + s.synthetic)) for s in live]
-    for sample, texts, scores in zip(live, candidates, scorer.score([s.image for s in live], candidates), strict=True):
+    scores_of = scorer.score_clips([s.pictures for s in live], candidates)
+    for sample, texts, scores in zip(live, candidates, scores_of, strict=True):
         score_of = dict(zip(texts, scores, strict=True))
         sample.web_score = score_of[sample.web_text] if sample.web_text else None
         sample.synthetic_scores = [score_of[text] for text in sample.synthetic]
@@ -46,4 +83,4 @@ def decide(sample: Sample, policy: str, threshold: float, web_margin: float) -> 
         sample.drop(sample.decision.reason)
     else:
         sample.status = "kept"
-        sample.image = None
+        sample.release_pixels()

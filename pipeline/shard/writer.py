@@ -34,6 +34,8 @@ def capfilt_record(sample: Sample, policy: str) -> dict:
         ],
         "policy": policy,
     }
+    if sample.media == "video":  # which moments of the clip the scores were read from
+        record["video"] = {"frames": sample.frame_count, "times": sample.frame_times, "duration": sample.duration}
     if policy == "all":
         record["kept"] = [{"text": c.text, "source": c.source, "score": round(c.score, 6)} for c in decision.kept]
     return record
