@@ -14,7 +14,7 @@ from pathlib import Path
 from ..models.captioner import Captioner
 from ..models.itm import ItmScorer
 from ..models.loading import load_blip
-from ..pipeline.config import DecodeConfig
+from ..pipeline.config import DecodeConfig, VideoConfig
 from ..pipeline.shard import annotate
 from ..pipeline.shard.decode import decode_sample
 from ..pipeline.shard.reader import split_member_name
@@ -55,11 +55,18 @@ def load_models(
     return demo_captioner(model, processor, num_captions, top_p), scorer
 
 
-def demo_sample(key: str, rng: random.Random, correct_fraction: float, noise_mix: dict[str, float] | None) -> Sample:
-    """A fresh demo-world sample, decoded as the pipeline decodes one read from a shard."""
-    members = world.make_sample(key, rng, correct_fraction, noise_mix)
+def demo_sample(
+    key: str,
+    rng: random.Random,
+    correct_fraction: float,
+    noise_mix: dict[str, float] | None,
+    video: VideoConfig | None = None,
+) -> Sample:
+    """A fresh demo-world sample (a clip when ``video`` is given, sampled with it), decoded as the pipeline
+    decodes one read from a shard."""
+    members = world.make_sample(key, rng, correct_fraction, noise_mix, video=video is not None)
     sample = Sample(key, members={split_member_name(name)[1]: data for name, data in members.items()})
-    return decode_sample(sample, DecodeConfig())
+    return decode_sample(sample, DecodeConfig(), video)
 
 
 def measure_models(
@@ -71,6 +78,7 @@ def measure_models(
     correct_fraction: float = 0.4,
     batch_size: int = 32,
     noise_mix: dict[str, float] | None = None,
+    video: VideoConfig | None = None,
 ) -> dict:
     """Run CapFilt (policy ``best``, no web margin) over fresh demo samples and measure it against the truth.
 
@@ -81,6 +89,7 @@ def measure_models(
         correct_fraction: the fraction of correct web captions in the fresh data.
         batch_size: images per model call; batch ``k`` is captioned with seed ``seed + k * batch_size``.
         noise_mix: weights per noise kind (``world.parse_noise_mix``), used instead of ``correct_fraction``.
+        video: clips of the demo world instead of images, sampled and captioned as this config says.
 
     Returns:
         ``caption_exact`` (synthetic captions exactly right), ``caption_any`` (images with at least one
@@ -92,8 +101,8 @@ def measure_models(
     rows = []
     for start in range(0, samples, batch_size):
         keys = [f"eval_{i:06d}" for i in range(start, min(samples, start + batch_size))]
-        batch = [demo_sample(key, rng, correct_fraction, noise_mix) for key in keys]
-        annotate.caption_batch(batch, captioner, seed + start)
+        batch = [demo_sample(key, rng, correct_fraction, noise_mix, video) for key in keys]
+        annotate.caption_batch(batch, captioner, seed + start, video.caption_frames if video else "spread")
         annotate.score_batch(batch, scorer)
         for sample in batch:
             annotate.decide(sample, "best", threshold, 0.0)

@@ -29,11 +29,12 @@ class VideoRefused(Exception):
 @dataclass(frozen=True, slots=True)
 class Clip:
     """The sampled frames of a video (upright RGB PIL images, in time order), their times in seconds from the
-    clip's start, and the clip's duration in seconds."""
+    clip's start, the clip's duration in seconds, and how many frames were decoded to get them."""
 
     frames: list
     times: list[float]
     duration: float
+    decoded: int = 0
 
 
 def frames_to_sample(duration: float, config: VideoConfig) -> int:
@@ -187,7 +188,7 @@ def _decode(container, stream, index: _Index, config: VideoConfig, max_pixels: i
     duration = index.seconds(index.end)
     seconds = [index.seconds(pts) for pts in index.starts]
     wanted = [index.starts[i] for i in uniform_indices(seconds, duration, frames_to_sample(duration, config))]
-    frames, times = [], []
+    frames, times, decoded = [], [], [0]
     frames_iter, position = None, None
     for target in wanted:
         keyframe = index.keyframes[max(0, bisect.bisect_right(index.keyframes, target) - 1)]
@@ -195,7 +196,7 @@ def _decode(container, stream, index: _Index, config: VideoConfig, max_pixels: i
         if frames_iter is None or position is None or not keyframe <= position < target:
             container.seek(keyframe, stream=stream, backward=True, any_frame=False)
             frames_iter = container.decode(stream)
-        frame = _frame_at(frames_iter, target, config, deadline)
+        frame = _frame_at(frames_iter, target, config, deadline, decoded)
         if frame is None:
             frames_iter = None
             continue
@@ -206,11 +207,12 @@ def _decode(container, stream, index: _Index, config: VideoConfig, max_pixels: i
         times.append(round(index.seconds(frame.pts), 6))
     if not frames:
         raise VideoRefused("undecodable_video", "no decodable frame")
-    return Clip(frames, times, round(duration, 6))
+    return Clip(frames, times, round(duration, 6), decoded[0])
 
 
-def _frame_at(frames_iter, target: int, config: VideoConfig, deadline: float):
-    """The first decoded frame at or after ``target``; None when the stream ends or breaks before it."""
+def _frame_at(frames_iter, target: int, config: VideoConfig, deadline: float, decoded: list[int]):
+    """The first decoded frame at or after ``target``; None when the stream ends or breaks before it.
+    ``decoded[0]`` counts every frame decoded on the way."""
     while True:
         _check_time(deadline, config)
         try:
@@ -219,6 +221,7 @@ def _frame_at(frames_iter, target: int, config: VideoConfig, deadline: float):
             return None
         except (EOFError, OSError, ValueError):
             return None
+        decoded[0] += 1
         pts = frame.pts if frame.pts is not None else frame.dts
         if pts is not None and pts >= target:
             frame.pts = pts

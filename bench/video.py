@@ -1,0 +1,191 @@
+"""Video benchmarks: which frames to caption from, how much of a video run is frame decoding, and how time and
+memory per clip grow with ``video.frames`` and with the clip's length. Prints figures; asserts nothing.
+
+    python -m bench.video caption-frames [--clips 512]   # middle / spread / all, on fresh demo clips
+    python -m bench.video decode-share [--shards 4 --per-shard 64]   # a `capfilt run demo-video`, timed inside
+    python -m bench.video length [--frames 4 8 16]   # 2 s vs 60 s clips: decode and model time, peak memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from capfilt.demo import world
+from capfilt.demo.video_world import encode_clip, render_clip
+from capfilt.pipeline.config import VideoConfig
+
+
+def caption_frames(args) -> None:
+    """The three choices of frames to caption from, on the same fresh clips (~40% right web captions), and
+    still images of the same world for comparison: do the image models still work on frames?"""
+    import torch
+
+    from capfilt.demo.measure import load_models, measure_models
+    from capfilt.models.loading import EMBEDDED_DIR
+
+    torch.set_num_threads(args.threads)
+    models = load_models(EMBEDDED_DIR)
+    print(f"{args.clips} fresh samples each (seed {args.seed}), ~40% right web captions, threshold 0.5\n")
+    print(
+        "| input | captions from | caption exact | clips with a right one | ITM AUC | kept accuracy | clean yield "
+        "| seconds |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    runs = [("images", None)] + [("clips", VideoConfig(frames=args.frames, caption_frames=m)) for m in args.modes]
+    for name, video in runs:
+        started = time.monotonic()
+        m = measure_models(*models, args.clips, args.seed, video=video)
+        seconds = time.monotonic() - started
+        e = m["evaluation"]
+        mode = video.caption_frames if video else "the image"
+        print(
+            f"| {name} | {mode} | {m['caption_exact']:.3f} | {m['caption_any']:.3f} | {m['itm']['auc']:.4f} "
+            f"| {e['kept_accuracy']:.3f} | {e['clean_yield']:.3f} | {seconds:.1f} |",
+            flush=True,
+        )
+
+
+def decode_share(args) -> None:
+    """Wall time of a whole `capfilt run demo-video` (model loading and Beam included) against the time spent
+    inside ``read_clip`` during it, measured in the same process (the FnApiRunner runs in memory)."""
+    from capfilt.demo.world import write_demo_shards
+    from capfilt.pipeline import cli
+    from capfilt.pipeline.shard import decode
+
+    spent = []
+    read_clip = decode.read_clip
+
+    def timed(*a, **k):
+        started = time.perf_counter()
+        try:
+            return read_clip(*a, **k)
+        finally:
+            spent.append(time.perf_counter() - started)
+
+    decode.read_clip = timed
+    with tempfile.TemporaryDirectory() as folder:
+        write_demo_shards(f"{folder}/in", args.shards, args.per_shard, seed=args.seed, video=True)
+        started = time.monotonic()
+        code = cli.main(["run", "demo-video", "--input", f"{folder}/in/*.tar", "--output", f"{folder}/out"])
+        wall = time.monotonic() - started
+    print(
+        f"exit {code}; {len(spent)} clips; wall {wall:.2f} s; frame decoding {sum(spent):.2f} s "
+        f"({100 * sum(spent) / wall:.1f}% of wall), {1000 * statistics.mean(spent):.2f} ms per clip"
+    )
+
+
+def long_clip(seconds: int, fps: int, seed: int) -> bytes:
+    """A demo-world clip of ``seconds`` at ``fps``, keyframes every 2 s (``video_world.encode_clip``)."""
+    rng = random.Random(seed)
+    scene = world.sample_scene(rng)
+    return encode_clip(render_clip(scene, rng, seconds * fps), "mp4", fps)
+
+
+MEMORY = """
+import json, resource, sys, time
+from capfilt.pipeline.config import VideoConfig
+from capfilt.pipeline.shard.video import read_clip
+data = open(sys.argv[1], "rb").read()
+config = VideoConfig(frames=int(sys.argv[2]))
+read_clip(data, config)  # imports and FFmpeg's first allocations out of the way
+before = int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+runs = []
+for _ in range(5):
+    t = time.perf_counter(); clip = read_clip(data, config); runs.append(time.perf_counter() - t)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": sorted(runs)[2], "frames": len(clip.frames), "extra_mib": peak - before}))
+"""
+
+
+def decode_everything(data: bytes) -> float:
+    import io
+
+    import av
+
+    started = time.perf_counter()
+    with av.open(io.BytesIO(data)) as container:
+        for frame in container.decode(container.streams.video[0]):
+            frame.to_image()
+    return time.perf_counter() - started
+
+
+def length(args) -> None:
+    """Per clip: sampling ``frames`` frames (median of 5, in a fresh process; peak memory above its baseline), the
+    models' work on them (caption + ITM over 6 candidates), and decoding every frame, for a 2 s and a 60 s clip."""
+    import torch
+
+    from capfilt.demo.measure import load_models
+    from capfilt.models.loading import EMBEDDED_DIR
+    from capfilt.pipeline.shard import annotate
+    from capfilt.pipeline.shard.video import read_clip
+
+    torch.set_num_threads(args.threads)
+    captioner, scorer = load_models(EMBEDDED_DIR)
+    print(
+        f"demo-world clips, 128x128 h264 at {args.fps} fps, keyframe every 2 s; embedded models, "
+        f"{args.threads} threads\n"
+    )
+    print(
+        "| clip | bytes | frames | sampling (seek) | peak memory above baseline | models per clip | "
+        "decoding every frame |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    with tempfile.TemporaryDirectory() as folder:
+        for seconds in (2, 60):
+            data = long_clip(seconds, args.fps, args.seed)
+            path = Path(folder) / f"{seconds}.mp4"
+            path.write_bytes(data)
+            everything = decode_everything(data)
+            for frames in args.frames:
+                out = subprocess.run(
+                    [sys.executable, "-c", MEMORY, str(path), str(frames)], capture_output=True, text=True, check=True
+                ).stdout
+                measured = json.loads(out)
+                clip = read_clip(data, VideoConfig(frames=frames))
+                model = _model_seconds(annotate, captioner, scorer, clip.frames)
+                print(
+                    f"| {seconds} s | {len(data)} | {measured['frames']} | {1000 * measured['seconds']:.1f} ms "
+                    f"| {measured['extra_mib']:.1f} MiB | {1000 * model:.0f} ms | {1000 * everything:.1f} ms |",
+                    flush=True,
+                )
+
+
+def _model_seconds(annotate, captioner, scorer, frames: list) -> float:
+    from capfilt.pipeline.shard.sample import Sample
+
+    sample = Sample("clip", media="video", frames=list(frames), web_text=world.PROMPT + " a red circle")
+    started = time.perf_counter()
+    annotate.caption_batch([sample], captioner, 0, "spread")
+    annotate.score_batch([sample], scorer)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.video", description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=3000)
+    commands = parser.add_subparsers(dest="command", required=True)
+    c = commands.add_parser("caption-frames")
+    c.add_argument("--clips", type=int, default=512)
+    c.add_argument("--frames", type=int, default=8)
+    c.add_argument("--modes", nargs="+", default=["middle", "spread", "all"])
+    d = commands.add_parser("decode-share")
+    d.add_argument("--shards", type=int, default=4)
+    d.add_argument("--per-shard", type=int, default=64)
+    s = commands.add_parser("length")
+    s.add_argument("--frames", type=int, nargs="+", default=[4, 8, 16])
+    s.add_argument("--fps", type=int, default=24)
+    args = parser.parse_args()
+    {"caption-frames": caption_frames, "decode-share": decode_share, "length": length}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
