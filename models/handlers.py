@@ -1,4 +1,5 @@
-"""Beam ``ModelHandler`` adapters, so the captioner and the ITM scorer drop into any ``RunInference``.
+"""Beam ``ModelHandler`` adapters, so the captioner, the ITM scorer and the similarity scorer drop into any
+``RunInference``.
 
 The capfilt pipeline itself calls the plain classes per shard; these are for users composing their own
 Beam pipelines: ``images | RunInference(CaptionerModelHandler("Salesforce/blip-image-captioning-base"))``.
@@ -13,6 +14,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from .captioner import Captioner
 from .itm import ItmScorer
+from .similarity import load_similarity
 
 
 class _BlipHandler(ModelHandler):
@@ -23,6 +25,15 @@ class _BlipHandler(ModelHandler):
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
         return {"min_batch_size": 1, "max_batch_size": self._batch_size}
+
+
+class _PairScoringHandler(_BlipHandler):
+    """Scores ``(image, [caption, ...])`` examples with a model whose ``score(images, candidates)`` returns
+    one list of scores per image."""
+
+    def run_inference(self, batch: Sequence, model, inference_args=None) -> Iterable[PredictionResult]:
+        scores = model.score([image for image, _ in batch], [list(texts) for _, texts in batch])
+        return [PredictionResult(example, s, self._model) for example, s in zip(batch, scores, strict=True)]
 
 
 class CaptionerModelHandler(_BlipHandler):
@@ -61,7 +72,7 @@ class CaptionerModelHandler(_BlipHandler):
         return "capfilt_captioner"
 
 
-class ItmModelHandler(_BlipHandler):
+class ItmModelHandler(_PairScoringHandler):
     """``(image, [caption, ...])`` in; ``PredictionResult(example, [match probability, ...])`` out.
 
     Args:
@@ -85,9 +96,39 @@ class ItmModelHandler(_BlipHandler):
     def load_model(self) -> ItmScorer:
         return ItmScorer.from_pretrained(self._model, **self._load)
 
-    def run_inference(self, batch: Sequence, model: ItmScorer, inference_args=None) -> Iterable[PredictionResult]:
-        scores = model.score([image for image, _ in batch], [list(texts) for _, texts in batch])
-        return [PredictionResult(example, s, self._model) for example, s in zip(batch, scores, strict=True)]
-
     def get_metrics_namespace(self) -> str:
         return "capfilt_itm"
+
+
+class SimilarityModelHandler(_PairScoringHandler):
+    """``(image, [caption, ...])`` in; ``PredictionResult(example, [cosine similarity, ...])`` out.
+
+    Args:
+        model: a CLIP checkpoint (hub id, directory or ``embedded:NAME``), or ``itc`` for the ITC head of the
+            BLIP ITM checkpoint named by ``itm_model``.
+        itm_model: the ``BlipForImageTextRetrieval`` checkpoint whose ITC head ``itc`` means.
+        batch_size: most examples per batch.
+        device, dtype, trust_remote_code: as in ``models.loading.load_blip``.
+        **options: the scorer's options (batch_size of images or texts per pass, max_text_tokens).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        itm_model: str | None = None,
+        batch_size: int = 32,
+        device: str = "auto",
+        dtype: str = "float32",
+        trust_remote_code: bool = False,
+        **options,
+    ):
+        if model == "itc" and not itm_model:
+            raise ValueError("model='itc' needs itm_model, the BLIP ITM checkpoint whose ITC head it is")
+        super().__init__(model, batch_size, device, dtype, trust_remote_code, **options)
+        self._itm_model = itm_model
+
+    def load_model(self):
+        return load_similarity(self._model, self._itm_model, **self._load)
+
+    def get_metrics_namespace(self) -> str:
+        return "capfilt_similarity"

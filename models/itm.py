@@ -36,16 +36,27 @@ class ItmScorer:
         model, processor, device = load_blip(BlipForImageTextRetrieval, name, device, dtype, trust_remote_code)
         return cls(model, processor, device, **options)
 
-    def score(self, images: list, candidates: list[list[str]]) -> list[list[float]]:
-        """For each image, the match probability of each of its candidate captions, in order."""
-        return self.score_clips([[image] for image in images], candidates)
+    def vision_states(self, images: list):
+        """The vision tower's last hidden states of ``images`` (a clip's frames are images here), for ``score``
+        and ``score_clips`` and for the ITC head of the same model (``models.similarity.ItcSimilarity``) to
+        share."""
+        import torch
 
-    def score_clips(self, clips: list[list], candidates: list[list[str]]) -> list[list[float]]:
+        with self._lock, torch.inference_mode():
+            return self._image_features(images)
+
+    def score(self, images: list, candidates: list[list[str]], vision_states=None) -> list[list[float]]:
+        """For each image, the match probability of each of its candidate captions, in order;
+        ``vision_states`` (from ``vision_states(images)``) spares the vision pass."""
+        return self.score_clips([[image] for image in images], candidates, vision_states)
+
+    def score_clips(self, clips: list[list], candidates: list[list[str]], vision_states=None) -> list[list[float]]:
         """For each clip (a list of frames; an image is a clip of one), the mean over its frames of each
         candidate's match probability, in order: a caption must fit the whole clip, not one moment of it.
 
-        Each frame's vision features are computed once and reused for every candidate; vision passes take
-        ``batch_size`` frames at a time and text passes ``batch_size`` frame-caption pairs.
+        Each frame's vision features are computed once (or taken from ``vision_states`` of all frames, in
+        order) and reused for every candidate; vision passes take ``batch_size`` frames at a time and text
+        passes ``batch_size`` frame-caption pairs.
         """
         import torch
 
@@ -61,7 +72,7 @@ class ItmScorer:
         order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][1]))
         scores: list[float] = [0.0] * len(pairs)
         with self._lock, torch.inference_mode():
-            features = self._image_features(frames)
+            features = self._image_features(frames) if vision_states is None else vision_states
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
                 for k, value in zip(chunk, self._score_pairs(features, [pairs[k] for k in chunk]), strict=True):

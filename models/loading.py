@@ -61,8 +61,16 @@ def pick_device(device: str) -> str:
     return device
 
 
-def load_blip(model_class, name: str, device: str = "auto", dtype: str = "float32", trust_remote_code: bool = False):
-    """Load ``model_class`` and its ``BlipProcessor`` from ``name``, in eval mode on the chosen device.
+def load_blip(
+    model_class,
+    name: str,
+    device: str = "auto",
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    processor_class=None,
+):
+    """Load ``model_class`` and its processor (``BlipProcessor`` unless ``processor_class`` is given, e.g.
+    ``CLIPProcessor``) from ``name``, in eval mode on the chosen device.
 
     Weights come only from safetensors files; nothing is downloaded when ``name`` is a local directory.
     Returns ``(model, processor, device)``.
@@ -76,6 +84,7 @@ def load_blip(model_class, name: str, device: str = "auto", dtype: str = "float3
     local = Path(path).is_dir()
     kwargs = dict(use_safetensors=True, trust_remote_code=trust_remote_code, local_files_only=local)
     model = model_class.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)
-    processor = BlipProcessor.from_pretrained(path, local_files_only=local, trust_remote_code=trust_remote_code)
+    processor_class = processor_class or BlipProcessor
+    processor = processor_class.from_pretrained(path, local_files_only=local, trust_remote_code=trust_remote_code)
     device = pick_device(device)
     return model.to(device).eval(), processor, device

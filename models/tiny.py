@@ -52,30 +52,35 @@ def build_processor(tokenizer, image_size: int):
     return BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
+def _tower(hidden: int, layers: int) -> dict:
+    """The size of one small transformer tower (the same shape for text and vision, BLIP and CLIP)."""
+    return dict(hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers, num_attention_heads=2)
+
+
+def _text_tower(tokenizer, hidden: int, layers: int, **token_ids) -> dict:
+    """A text tower that agrees with ``tokenizer``: its vocabulary, length limit, padding and end token."""
+    return dict(
+        vocab_size=len(tokenizer),
+        **_tower(hidden, layers),
+        max_position_embeddings=tokenizer.model_max_length,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        **token_ids,
+    )
+
+
+def _vision_tower(hidden: int, layers: int, image_size: int, patch_size: int) -> dict:
+    return dict(**_tower(hidden, layers), image_size=image_size, patch_size=patch_size)
+
+
 def build_config(tokenizer, image_size: int = 32, patch_size: int = 8, hidden: int = 32, layers: int = 2):
     """A small ``BlipConfig`` whose text side agrees with ``tokenizer``'s special token ids."""
     from transformers import BlipConfig
 
-    text = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=hidden * 2,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        max_position_embeddings=tokenizer.model_max_length,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        sep_token_id=tokenizer.sep_token_id,
-        eos_token_id=tokenizer.sep_token_id,
+    text = _text_tower(
+        tokenizer, hidden, layers, bos_token_id=tokenizer.bos_token_id, sep_token_id=tokenizer.sep_token_id
     )
-    vision = dict(
-        hidden_size=hidden,
-        intermediate_size=hidden * 2,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch_size,
-    )
+    vision = _vision_tower(hidden, layers, image_size, patch_size)
     return BlipConfig(text_config=text, vision_config=vision, projection_dim=hidden, image_text_hidden_size=hidden)
 
 
@@ -99,3 +104,31 @@ def save_random_pair(directory: Path, words: list[str], image_size: int = 32, se
         processor.save_pretrained(path)
         paths.append(path)
     return paths[0], paths[1]
+
+
+def build_clip(tokenizer, image_size: int = 32, patch_size: int = 8, hidden: int = 32, layers: int = 2):
+    """A small ``CLIPModel`` and its ``CLIPProcessor`` around ``tokenizer``.
+
+    CLIP's text tower pools at ``eos_token_id`` (the legacy id 2 would make it pool at ``argmax(input_ids)``),
+    so the config names the tokenizer's real end token.
+    """
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    text = _text_tower(tokenizer, hidden, layers, bos_token_id=tokenizer.cls_token_id)
+    vision = _vision_tower(hidden, layers, image_size, patch_size)
+    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=hidden)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    return CLIPModel(config).eval(), CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def save_random_clip(directory: Path, words: list[str], image_size: int = 32, seed: int = 0) -> Path:
+    """Save a randomly initialised tiny CLIP with its processor under ``directory``; returns the directory."""
+    import torch
+
+    torch.manual_seed(seed)
+    model, processor = build_clip(build_tokenizer(words), image_size=image_size)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return Path(directory)

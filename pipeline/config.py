@@ -17,6 +17,8 @@ from .errors import ConfigError
 from .policy import POLICIES
 from .reasons import DROP_REASONS
 
+# Each score's range: an ITM match probability, a cosine similarity.
+SCORE_RANGES = {"itm": (0.0, 1.0), "similarity": (-1.0, 1.0)}
 PACKAGED_CONFIG = Path(__file__).resolve().parent / "pipelines.yaml"
 
 
@@ -44,24 +46,51 @@ class CaptionerConfig:
 
 @dataclass(frozen=True)
 class FilterConfig:
-    """The ITM filter and the selection policy applied to its scores."""
+    """The ITM filter and the selection policy; ``score`` names the score the policy and threshold use: the ITM
+    match probability (``itm``, in [0, 1]) or the contrastive cosine (``similarity``, in [-1, 1])."""
 
     model: str = "Salesforce/blip-itm-base-coco"
     threshold: float = 0.5
     policy: str = "best"
+    score: str = "itm"
     web_margin: float = 0.0
     batch_size: int = 32
     max_text_tokens: int | None = None
 
     def check(self) -> list[tuple[str, str]]:
+        if self.score not in SCORE_RANGES:
+            return [("score", f"must be one of {', '.join(SCORE_RANGES)}, not {self.score!r}")]
+        low, high = SCORE_RANGES[self.score]
         problems = [
-            *_range("threshold", self.threshold, 0.0, 1.0),
-            *_range("web_margin", self.web_margin, 0.0, 1.0),
+            *_range("threshold", self.threshold, low, high),
+            *_range("web_margin", self.web_margin, 0.0, high - low),
             *_range("batch_size", self.batch_size, 1, 65536),
         ]
         if self.policy not in POLICIES:
             problems.append(("policy", f"must be one of {', '.join(POLICIES)}, not {self.policy!r}"))
         return problems
+
+
+@dataclass(frozen=True)
+class SimilarityConfig:
+    """Contrastive similarity of every candidate: ``itc`` (the filter checkpoint's own ITC head, sharing the
+    vision pass of ITM), a ``CLIPModel`` checkpoint (hub id, directory or ``embedded:clip``), or ``none``.
+    ``embeddings`` writes clip-retrieval's ``img_emb/``, ``text_emb/``, ``metadata/`` for the kept samples."""
+
+    model: str = "none"
+    embeddings: bool = False
+    batch_size: int = 64
+    max_text_tokens: int | None = None
+
+    def check(self) -> list[tuple[str, str]]:
+        problems = _range("batch_size", self.batch_size, 1, 65536)
+        if self.embeddings and not self.enabled:
+            problems.append(("embeddings", "needs similarity.model (itc or a CLIP checkpoint), not none"))
+        return problems
+
+    @property
+    def enabled(self) -> bool:
+        return self.model != "none"
 
 
 @dataclass(frozen=True)
@@ -205,6 +234,7 @@ class RunConfig:
     strict: bool = False
     captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
+    similarity: SimilarityConfig = field(default_factory=SimilarityConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -212,7 +242,10 @@ class RunConfig:
     demo_data: DemoDataConfig | None = None
 
     def check(self) -> list[tuple[str, str]]:
-        return _range("seed", self.seed, 0, 2**63 - 1)
+        problems = _range("seed", self.seed, 0, 2**63 - 1)
+        if self.filter.score == "similarity" and not self.similarity.enabled:
+            problems.append(("filter.score", "similarity needs similarity.model (itc or a CLIP checkpoint)"))
+        return problems
 
     def beam_args(self) -> list[str]:
         """The Beam flags this pipeline names, runner first."""
@@ -229,14 +262,21 @@ class RunConfig:
         """The settings that decide an output shard's bytes; a resumed run must share them with the shards it
         skips. Where the work runs (device, threads, runner) and what is checked afterwards (gates) are not."""
         runtime = {"dtype": self.runtime.dtype, "trust_remote_code": self.runtime.trust_remote_code}
-        return {
+        settings = {
             "seed": self.seed,
             "captioner": dataclasses.asdict(self.captioner),
             "filter": dataclasses.asdict(self.filter),
             "decode": dataclasses.asdict(self.decode),
-            "video": dataclasses.asdict(self.video),
             "runtime": runtime,
         }
+        # Settings added later are recorded only when used, so folders made before them still resume.
+        if self.filter.score == "itm":
+            del settings["filter"]["score"]
+        if self.video != VideoConfig():
+            settings["video"] = dataclasses.asdict(self.video)
+        if self.similarity.enabled:
+            settings["similarity"] = dataclasses.asdict(self.similarity)
+        return settings
 
     def fingerprint(self) -> str:
         return settings_fingerprint(self.output_settings())

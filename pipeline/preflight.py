@@ -18,6 +18,8 @@ RESUME_CHECKS = 32
 def check_models(config: RunConfig) -> None:
     for key, name in (("captioner.model", config.captioner.model), ("filter.model", config.filter.model)):
         check_model(key, name)
+    if config.similarity.model not in ("none", "itc"):
+        check_model("similarity.model", config.similarity.model)
 
 
 def check_model(key: str, name: str) -> None:

@@ -62,6 +62,14 @@ class AtomicFile:
                 FileSystems.delete([self.temp])
 
 
+def make_dir(path: str) -> None:
+    """Create a folder where the filesystem has folders (object stores have none: a no-op there)."""
+    try:
+        FileSystems.mkdirs(path)
+    except OSError:  # it exists already
+        pass
+
+
 def write_bytes(path: str, data: bytes, output_dir: str) -> None:
     target = AtomicFile(path, output_dir)
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from capfilt.models.tiny import save_random_pair
+from capfilt.models.tiny import save_random_clip, save_random_pair
 from tests.helpers import WORDS, NetworkUsed, run, sample_members, write_messy_input, write_shard
 
 # Subprocesses inherit these: a hub id can never be resolved online, whatever a test runs.
@@ -50,6 +50,12 @@ def tiny_models(tmp_path_factory) -> tuple[str, str]:
     """A random-weight captioner and ITM model, saved and loaded by path like any hub checkpoint."""
     captioner, itm = save_random_pair(tmp_path_factory.mktemp("models"), WORDS, image_size=32)
     return str(captioner), str(itm)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> str:
+    """A random-weight CLIPModel with a CLIPProcessor around the tests' word tokenizer, saved to a directory."""
+    return str(save_random_clip(tmp_path_factory.mktemp("clip") / "clip", WORDS, image_size=32))
 
 
 @pytest.fixture

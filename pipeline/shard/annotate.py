@@ -1,4 +1,5 @@
-"""The model stages of a shard: synthetic captions for each live sample, then ITM scores for every candidate."""
+"""The model stages of a shard: synthetic captions for each live sample, then ITM scores (and contrastive
+similarities) for every candidate, then the selection."""
 
 from __future__ import annotations
 
@@ -59,25 +60,48 @@ def caption_batch(batch: list[Sample], captioner, seed: int, mode: str = "spread
         sample.synthetic = list(dict.fromkeys(captions)) if mode == "all" and sample.media == "video" else captions
 
 
-def score_batch(batch: list[Sample], scorer) -> None:
+def score_batch(batch: list[Sample], scorer, similarity=None, keep_embeddings: bool = False) -> None:
+    """ITM scores of every live sample's candidates, and their contrastive similarity when ``similarity`` is
+    given (its ITC head, when it is the filter's own, starts from the ITM pass's vision states). A video's
+    frames go through the vision tower once each; its scores pool over them."""
     live = [s for s in batch if s.live]
     if not live:
         return
     # Sampling often repeats a caption; each distinct text is scored once per image.
     candidates = [list(dict.fromkeys(([s.web_text] if s.web_text else []) + s.synthetic)) for s in live]
-    scores_of = scorer.score_clips([s.pictures for s in live], candidates)
-    for sample, texts, scores in zip(live, candidates, scores_of, strict=True):
+    clips = [s.pictures for s in live]
+    frames = [frame for clip in clips for frame in clip]
+    states = scorer.vision_states(frames)
+    for sample, texts, scores in zip(live, candidates, scorer.score_clips(clips, candidates, states), strict=True):
         score_of = dict(zip(texts, scores, strict=True))
         sample.web_score = score_of[sample.web_text] if sample.web_text else None
         sample.synthetic_scores = [score_of[text] for text in sample.synthetic]
+    if similarity is None:
+        return
+    frame_embeddings = similarity.embed(frames, candidates, states if similarity.reuses_vision_of(scorer) else None)
+    del states
+    # A clip's embedding is the mean of its frames' normalised embeddings (CLIP4Clip's meanP), normalised.
+    embeddings = frame_embeddings.pooled([len(clip) for clip in clips])
+    for i, (sample, texts) in enumerate(zip(live, candidates, strict=True)):
+        similarity_of = dict(zip(texts, embeddings.similarities(i, texts), strict=True))
+        sample.web_similarity = similarity_of[sample.web_text] if sample.web_text else None
+        sample.synthetic_similarities = [similarity_of[text] for text in sample.synthetic]
+        if keep_embeddings:
+            sample.image_embedding = embeddings.images[i].numpy()
+            sample.text_embeddings = {text: embeddings.text(text).numpy() for text in texts}
 
 
-def decide(sample: Sample, policy: str, threshold: float, web_margin: float) -> None:
-    """Apply the selection policy; a dropped sample gets the policy's reason as its status."""
+def decide(sample: Sample, policy: str, threshold: float, web_margin: float, by: str = "itm") -> None:
+    """Apply the selection policy to the score ``by`` names (``itm`` or ``similarity``); a dropped sample gets
+    the policy's reason as its status."""
     if not sample.live:
         return
+    if by == "similarity":
+        web_score, synthetic_scores = sample.web_similarity, sample.synthetic_similarities
+    else:
+        web_score, synthetic_scores = sample.web_score, sample.synthetic_scores
     sample.decision = choose(
-        sample.web_text, sample.web_score, sample.synthetic, sample.synthetic_scores, policy, threshold, web_margin
+        sample.web_text, web_score, sample.synthetic, synthetic_scores, policy, threshold, web_margin
     )
     if sample.decision.chosen is None:
         sample.drop(sample.decision.reason)

@@ -22,10 +22,11 @@ NAMESPACE = "capfilt"
 
 
 class LoadedModels:
-    """The captioner and ITM scorer of one worker process (a class, so ``Shared`` can hold a weak reference)."""
+    """The captioner, ITM scorer and similarity scorer (None when off) of one worker process (a class, so
+    ``Shared`` can hold a weak reference)."""
 
-    def __init__(self, captioner, scorer):
-        self.captioner, self.scorer = captioner, scorer
+    def __init__(self, captioner, scorer, similarity=None):
+        self.captioner, self.scorer, self.similarity = captioner, scorer, similarity
 
 
 def load_models(config: RunConfig, threads: int) -> LoadedModels:
@@ -33,6 +34,7 @@ def load_models(config: RunConfig, threads: int) -> LoadedModels:
 
     from ...models.captioner import Captioner
     from ...models.itm import ItmScorer
+    from ...models.similarity import load_similarity
 
     if threads:
         torch.set_num_threads(threads)
@@ -50,12 +52,17 @@ def load_models(config: RunConfig, threads: int) -> LoadedModels:
         max_length=c.max_length,
     )
     scorer = ItmScorer.from_pretrained(f.model, **runtime, batch_size=f.batch_size, max_text_tokens=f.max_text_tokens)
+    s = config.similarity
+    similarity = None
+    if s.enabled:
+        options = dict(batch_size=s.batch_size, max_text_tokens=s.max_text_tokens)
+        similarity = load_similarity(s.model, scorer, **runtime, **options)
     # torch, transformers and Beam leave ~3500 modules of long-lived objects. Freezing them keeps the cyclic
     # collector from rescanning them in every full collection, and cuts a worker process's exit (where the
     # interpreter's final collections walked them all) from ~1.3 s to ~0.2 s; the local multi-process runner
     # stops its workers one after another, so that was paid once per worker at the end of every run.
     gc.freeze()
-    return LoadedModels(captioner, scorer)
+    return LoadedModels(captioner, scorer, similarity)
 
 
 class CleanShardFn(beam.DoFn):
@@ -99,7 +106,8 @@ class CleanShardFn(beam.DoFn):
             return
         raise_if_stopping()
         if self._models is None:
-            tag = repr((self.config.captioner, self.config.filter, self.config.runtime, self.threads))
+            c = self.config
+            tag = repr((c.captioner, c.filter, c.similarity, c.runtime, self.threads))
             self._models = self._shared.acquire(lambda: load_models(self.config, self.threads), tag=tag)
         progress = WorkerProgress.for_folder(self.progress_dir) if self.progress_dir else None
         started = time.monotonic()

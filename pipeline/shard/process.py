@@ -69,7 +69,7 @@ def process_shard(
     name = shard_name(path)
     started = time.monotonic()
     stats = Stats(shards=1)
-    writer = ShardWriter(output_dir, name, config.filter.policy)
+    writer = _writer(output_dir, name, config, models)
     examples = ExamplePicker(name, config.decode.max_pixels, config.video)
     try:
         with storage.open_raw(path) as stream:
@@ -86,7 +86,7 @@ def process_shard(
         # An empty tar and a parquet with no rows beside the stats, so every input shard has its three files
         # and a trainer's shard list never names a tar that is not there.
         writer.discard()
-        writer = ShardWriter(output_dir, name, config.filter.policy)
+        writer = _writer(output_dir, name, config, models)
         stats.failed_shards.append(name)
         _finish(stats, name, "failed", started)
         writer.commit(stats, shard=name, error=str(exc), **_settings(config))
@@ -100,6 +100,11 @@ def process_shard(
     _finish(stats, name, "truncated" if reader.truncation else "ok", started)
     writer.commit(stats, shard=name, error=reader.truncation, **_settings(config))
     return stats
+
+
+def _writer(output_dir: str, name: str, config: RunConfig, models) -> ShardWriter:
+    dimension = models.similarity.dimension if config.similarity.embeddings else None
+    return ShardWriter(output_dir, name, config.filter.policy, config.filter.score, dimension)
 
 
 def _finish(stats: Stats, name: str, status: str, started: float) -> None:
@@ -120,9 +125,10 @@ def _annotated_batches(samples: Iterable[Sample], name: str, config: RunConfig, 
     for index, batch in enumerate(batches):
         caption_batch(batch, models.captioner, batch_seed(config.seed, name, index), config.video.caption_frames)
         interrupt.raise_if_stopping()  # between the model stages too: a batch of a large model takes a while
-        score_batch(batch, models.scorer)
+        score_batch(batch, models.scorer, models.similarity, config.similarity.embeddings)
+        f = config.filter
         for sample in batch:
-            decide(sample, config.filter.policy, config.filter.threshold, config.filter.web_margin)
+            decide(sample, f.policy, f.threshold, f.web_margin, f.score)
         yield batch
 
 

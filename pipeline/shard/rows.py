@@ -18,6 +18,9 @@ ROW_SCHEMA = pa.schema(
         ("web_score", pa.float64()),
         ("synthetic_texts", pa.list_(pa.string())),
         ("synthetic_scores", pa.list_(pa.float64())),
+        ("similarity", pa.float64()),
+        ("web_similarity", pa.float64()),
+        ("synthetic_similarities", pa.list_(pa.float64())),
         ("kept_texts", pa.list_(pa.string())),
         ("image_ext", pa.string()),
         ("members", pa.list_(pa.string())),
@@ -30,20 +33,25 @@ ROW_SCHEMA = pa.schema(
 
 
 def sample_row(sample: Sample) -> dict:
-    """The parquet row of ``sample`` once its status is final (``kept`` or a drop reason)."""
+    """The parquet row of ``sample`` once its status is final (``kept`` or a drop reason). ``score`` and
+    ``similarity`` are the chosen caption's ITM score and similarity, whichever of them the policy ranked by."""
     kept = sample.status == "kept"
     chosen = sample.decision.chosen if kept else None
+    score, similarity = sample.scores_of(chosen.text) if chosen else (None, None)
     return {
         "key": sample.key,
         "status": sample.status,
         "error": sample.error,
         "caption": chosen.text if chosen else None,
         "source": chosen.source if chosen else None,
-        "score": chosen.score if chosen else None,
+        "score": score,
         "web_text": sample.web_text,
         "web_score": sample.web_score,
         "synthetic_texts": sample.synthetic,
         "synthetic_scores": sample.synthetic_scores,
+        "similarity": similarity,
+        "web_similarity": sample.web_similarity,
+        "synthetic_similarities": sample.synthetic_similarities if _has_similarity(sample) else None,
         "kept_texts": [c.text for c in sample.decision.kept] if kept else [],
         "image_ext": sample.image_ext,
         "members": list(sample.members),
@@ -56,3 +64,7 @@ def sample_row(sample: Sample) -> dict:
 
 def rows_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
+
+
+def _has_similarity(sample: Sample) -> bool:
+    return sample.web_similarity is not None or bool(sample.synthetic_similarities)

@@ -38,6 +38,12 @@ class Sample:
     synthetic: list[str] = field(default_factory=list)
     web_score: float | None = None
     synthetic_scores: list[float] = field(default_factory=list)
+    # Contrastive similarity (when similarity.model is set), beside each ITM score above.
+    web_similarity: float | None = None
+    synthetic_similarities: list[float] = field(default_factory=list)
+    # Normalised embeddings while the sample is live (similarity.embeddings): the image's, and each candidate's.
+    image_embedding: Any = None
+    text_embeddings: dict[str, Any] = field(default_factory=dict)
     decision: Decision | None = None
 
     @property
@@ -64,6 +70,14 @@ class Sample:
         if kind not in NOTES:
             raise ValueError(f"{kind!r} is not a note kind (reasons.NOTES)")
         self.notes.append(f"{kind}: {detail}" if detail else kind)
+
+    def scores_of(self, text: str) -> tuple[float | None, float | None]:
+        """The ITM score and the similarity of one of this sample's candidate texts."""
+        if text == self.web_text:
+            return self.web_score, self.web_similarity
+        i = self.synthetic.index(text)
+        similarity = self.synthetic_similarities[i] if self.synthetic_similarities else None
+        return self.synthetic_scores[i], similarity
 
     @property
     def error(self) -> str:

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 
 from .. import storage
 from ..stats import Stats
+from .embeddings import EmbeddingWriter
 from .rows import rows_table, sample_row
 from .sample import Sample
 from .tar_writer import DeterministicTarWriter
@@ -21,34 +22,46 @@ def output_paths(output_dir: str, name: str) -> dict[str, str]:
     }
 
 
-def capfilt_record(sample: Sample, policy: str) -> dict:
-    """The ``capfilt`` object of a kept sample's json: the choice, every candidate and its score."""
+def capfilt_record(sample: Sample, policy: str, by: str = "itm") -> dict:
+    """The ``capfilt`` object of a kept sample's json: the choice, every candidate and its ITM score, and
+    its similarity beside each score when one was computed (then ``by`` says which score the policy used)."""
     decision = sample.decision
+    score, similarity = sample.scores_of(decision.chosen.text)
+    has_similarity = sample.web_similarity is not None or bool(sample.synthetic_similarities)
+    synthetic_similarities = sample.synthetic_similarities if has_similarity else [None] * len(sample.synthetic)
+
+    def candidate(text, score, similarity, text_key="text", **extra) -> dict:
+        entry = {text_key: text, **extra, "score": _round(score)}
+        if has_similarity:
+            entry["similarity"] = _round(similarity)
+        return entry
+
     record = {
-        "caption": decision.chosen.text,
-        "source": decision.chosen.source,
-        "score": round(decision.chosen.score, 6),
-        "web": {"text": sample.web_text, "score": _round(sample.web_score)},
+        **candidate(decision.chosen.text, score, similarity, "caption", source=decision.chosen.source),
+        "web": candidate(sample.web_text, sample.web_score, sample.web_similarity),
         "synthetic": [
-            {"text": t, "score": round(s, 6)} for t, s in zip(sample.synthetic, sample.synthetic_scores, strict=True)
+            candidate(t, s, c)
+            for t, s, c in zip(sample.synthetic, sample.synthetic_scores, synthetic_similarities, strict=True)
         ],
         "policy": policy,
     }
+    if has_similarity:
+        record["by"] = by
     if sample.media == "video":  # which moments of the clip the scores were read from
         record["video"] = {"frames": sample.frame_count, "times": sample.frame_times, "duration": sample.duration}
     if policy == "all":
-        record["kept"] = [{"text": c.text, "source": c.source, "score": round(c.score, 6)} for c in decision.kept]
+        record["kept"] = [candidate(c.text, *sample.scores_of(c.text), source=c.source) for c in decision.kept]
     return record
 
 
-def output_members(sample: Sample, policy: str) -> list[tuple[str, bytes]]:
+def output_members(sample: Sample, policy: str, by: str = "itm") -> list[tuple[str, bytes]]:
     """A kept sample's members for the output tar, in input order: ``txt`` becomes the chosen caption and
     ``json`` the input fields plus the ``capfilt`` object; every other member travels byte for byte."""
     caption = sample.decision.chosen.text
     meta = {k: v for k, v in (sample.meta or {}).items() if k != "capfilt"}
     if "caption" in meta:  # img2dataset's json repeats the caption; a stale copy would contradict .txt
         meta["caption"] = caption
-    meta["capfilt"] = capfilt_record(sample, policy)
+    meta["capfilt"] = capfilt_record(sample, policy, by)
     replaced = {"txt": caption.encode("utf-8"), "json": json.dumps(meta, ensure_ascii=False).encode("utf-8")}
     members = []
     for ext, data in sample.members.items():
@@ -67,31 +80,39 @@ def _round(score: float | None) -> float | None:
 class ShardWriter:
     """Streams kept samples into ``NAME.tar`` and collects a row per input sample for ``NAME.parquet``.
 
-    Nothing is visible under a final name until ``commit``, which renames the tar, then writes the parquet,
-    then ``NAME_stats.json``, whose presence therefore means the shard is complete.
+    Nothing is visible under a final name until ``commit``, which renames the tar, then writes the embedding
+    files (if any), then the parquet, then ``NAME_stats.json``, whose presence therefore means the shard is
+    complete.
 
     Args:
         output_dir: the run's output folder (any Beam filesystem).
         name: the shard's base name.
         policy: the selection policy, recorded in each kept sample's json.
+        by: the score the policy ranked by (``itm`` or ``similarity``), recorded beside it.
+        embedding_dimension: write clip-retrieval's embedding files of this size (None: none).
     """
 
-    def __init__(self, output_dir: str, name: str, policy: str):
-        self.output_dir, self.policy = output_dir, policy
+    def __init__(self, output_dir: str, name: str, policy: str, by: str = "itm", embedding_dimension=None):
+        self.output_dir, self.policy, self.by = output_dir, policy, by
         self.paths = output_paths(output_dir, name)
         self._tar_file = storage.AtomicFile(self.paths["tar"], output_dir)
         self._tar = DeterministicTarWriter(self._tar_file)
         self._rows: list[dict] = []
+        self._embeddings = EmbeddingWriter(output_dir, name, embedding_dimension) if embedding_dimension else None
 
     def write(self, sample: Sample) -> None:
         self._rows.append(sample_row(sample))
         if sample.status == "kept":
-            for ext, data in output_members(sample, self.policy):
+            for ext, data in output_members(sample, self.policy, self.by):
                 self._tar.add(f"{sample.key}.{ext}", data)
+            if self._embeddings is not None:
+                self._embeddings.add(sample, sample.decision.chosen.text)
 
     def commit(self, stats: Stats, **extra) -> None:
         self._tar.close()
         self._tar_file.commit()
+        if self._embeddings is not None:
+            self._embeddings.commit()
         buffer = io.BytesIO()
         pq.write_table(rows_table(self._rows), buffer, compression="zstd")
         storage.write_bytes(self.paths["parquet"], buffer.getvalue(), self.output_dir)

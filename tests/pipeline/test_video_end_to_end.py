@@ -164,3 +164,37 @@ def test_a_video_over_the_decode_time_limit_is_dropped_and_the_shard_goes_on(tin
     assert video_run(tiny_models, tmp_path / "in", tmp_path / "out", "--set", "video.decode_seconds=0.000001") == 0
     table = {r["key"]: r for r in rows(tmp_path / "out")}
     assert table["c"]["status"] == "video_decode_timeout" and table["i"]["status"] == "kept"
+
+
+def test_a_clips_similarity_is_the_cosine_with_its_mean_frame_embedding(tiny_models, tmp_path):
+    import numpy as np
+    import torch
+    from torch.nn.functional import normalize
+
+    from capfilt.models.similarity import ItcSimilarity
+    from capfilt.pipeline.config import VideoConfig
+    from capfilt.pipeline.shard.video import read_clip
+
+    # Half red, half blue; the demo's trained ITC head (a random one embeds every frame alike) tells them apart.
+    clip = clip_bytes([Image.new("RGB", (64, 48), colour) for colour in [(215, 35, 35)] * 6 + [(40, 75, 220)] * 6])
+    members = [("c.mp4", clip), ("c.txt", CAPTION), ("i.jpg", image_bytes()), ("i.txt", CAPTION)]
+    write_shard(tmp_path / "in" / "00000.tar", members)
+    sets = [
+        "--set",
+        "similarity.model=itc",
+        "--set",
+        "similarity.embeddings=true",
+        "--set",
+        "filter.model=embedded:itm",
+    ]
+    assert video_run(tiny_models, tmp_path / "in", tmp_path / "out", *sets) == 0
+    table = {r["key"]: r for r in rows(tmp_path / "out")}
+    # Computed here from the frames alone, without the pipeline's shared vision pass: CLIP4Clip's meanP.
+    itc = ItcSimilarity.from_pretrained("embedded:itm", device="cpu")
+    frames = itc.image_embeddings(read_clip(clip, VideoConfig(frames=4)).frames)
+    pooled = normalize(frames.mean(dim=0), dim=-1)
+    text = itc.text_embeddings([table["c"]["caption"]])[0]
+    assert table["c"]["similarity"] == pytest.approx(float(text @ pooled), abs=1e-5)
+    assert not torch.allclose(frames[0], frames[-1])  # the frames differ, so the mean is not any one of them
+    embeddings = np.load(tmp_path / "out" / "img_emb" / "img_emb_00000.npy").astype(np.float32)
+    assert embeddings[0] == pytest.approx(pooled.numpy(), abs=2e-3)  # tar order: the clip first
