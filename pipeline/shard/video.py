@@ -60,7 +60,7 @@ def uniform_indices(starts: list[float], duration: float, count: int) -> list[in
     return chosen
 
 
-def read_clip(data: bytes, config: VideoConfig, max_pixels: int | None = None) -> Clip:
+def read_clip(data: bytes, config: VideoConfig) -> Clip:
     """Sample and decode frames of the video in ``data``; raises ``VideoRefused`` with a drop reason.
 
     Order of work, cheapest first: the container header (size and duration limits), then the packet index
@@ -70,12 +70,10 @@ def read_clip(data: bytes, config: VideoConfig, max_pixels: int | None = None) -
     Args:
         data: the video member's bytes.
         config: sampling and limits.
-        max_pixels: a stricter pixel limit than ``config.max_pixels`` (thumbnails use the same path).
     """
     import av
 
     deadline = time.monotonic() + config.decode_seconds
-    limit = min(config.max_pixels, max_pixels or config.max_pixels)
     try:
         container = av.open(io.BytesIO(data), mode="r", options={"format_whitelist": DEMUXERS})
     except (av.FFmpegError, OSError, ValueError, EOFError) as exc:
@@ -83,9 +81,9 @@ def read_clip(data: bytes, config: VideoConfig, max_pixels: int | None = None) -
     try:
         with container:
             stream = _video_stream(container)
-            _check_header(container, stream, config, limit)
+            _check_header(container, stream, config)
             index = _packet_index(container, stream, config, deadline)
-            return _decode(container, stream, index, config, limit, deadline)
+            return _decode(container, stream, index, config, deadline)
     except (av.FFmpegError, OSError, ValueError, EOFError, MemoryError) as exc:
         raise VideoRefused("undecodable_video", f"{type(exc).__name__}: {exc}") from None
 
@@ -110,10 +108,10 @@ def _header_seconds(container, stream) -> float | None:
     return None
 
 
-def _check_header(container, stream, config: VideoConfig, max_pixels: int) -> None:
+def _check_header(container, stream, config: VideoConfig) -> None:
     width, height = stream.codec_context.width, stream.codec_context.height
-    if width * height > max_pixels:
-        raise VideoRefused("video_too_large", f"{width}x{height} is over the {max_pixels} pixel limit (header)")
+    if width * height > config.max_pixels:
+        raise VideoRefused("video_too_large", f"{width}x{height} is over video.max_pixels {config.max_pixels} (header)")
     seconds = _header_seconds(container, stream)
     if seconds is not None and seconds > config.max_seconds:
         raise VideoRefused(
@@ -184,7 +182,7 @@ def _check_time(deadline: float, config: VideoConfig) -> None:
         raise VideoRefused("video_decode_timeout", f"reading took over video.decode_seconds {config.decode_seconds:g}")
 
 
-def _decode(container, stream, index: _Index, config: VideoConfig, max_pixels: int, deadline: float) -> Clip:
+def _decode(container, stream, index: _Index, config: VideoConfig, deadline: float) -> Clip:
     duration = index.seconds(index.end)
     seconds = [index.seconds(pts) for pts in index.starts]
     wanted = [index.starts[i] for i in uniform_indices(seconds, duration, frames_to_sample(duration, config))]
@@ -201,8 +199,8 @@ def _decode(container, stream, index: _Index, config: VideoConfig, max_pixels: i
             frames_iter = None
             continue
         position = frame.pts
-        if frame.width * frame.height > max_pixels:
-            raise VideoRefused("video_too_large", f"a {frame.width}x{frame.height} frame is over the pixel limit")
+        if frame.width * frame.height > config.max_pixels:  # a stream may change size after its header
+            raise VideoRefused("video_too_large", f"a {frame.width}x{frame.height} frame is over video.max_pixels")
         frames.append(_upright(frame))
         times.append(round(index.seconds(frame.pts), 6))
     if not frames:

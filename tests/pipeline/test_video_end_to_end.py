@@ -198,3 +198,20 @@ def test_a_clips_similarity_is_the_cosine_with_its_mean_frame_embedding(tiny_mod
     assert not torch.allclose(frames[0], frames[-1])  # the frames differ, so the mean is not any one of them
     embeddings = np.load(tmp_path / "out" / "img_emb" / "img_emb_00000.npy").astype(np.float32)
     assert embeddings[0] == pytest.approx(pooled.numpy(), abs=2e-3)  # tar order: the clip first
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("video.frame=8", "video.frame: unknown key"),
+        ("video.caption_frames=first", "video.caption_frames: must be one of middle, spread, all"),
+        ("video.frames=0", "video.frames: must be between 1 and 256"),
+        ("video.fps=yes", "video.fps: expected float or null"),
+    ],
+)
+def test_bad_video_settings_are_one_line_naming_the_key(tiny_models, tmp_path, capsys, setting, message):
+    write_shard(tmp_path / "in" / "00000.tar", [("c.mp4", b""), ("c.txt", CAPTION)])
+    assert video_run(tiny_models, tmp_path / "in", tmp_path / "out", "--set", setting) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
