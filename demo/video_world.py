@@ -17,7 +17,7 @@ from .world import COLOURS, IMAGE_SIZE, SLOT_CENTRE, Scene, draw_thing, place
 FPS = 12
 FRAMES = (24, 48)  # 2 to 4 seconds
 WEBM_FRACTION = 0.1
-KEYFRAME_INTERVAL = 24  # two seconds, as web encodes commonly are: seeking has keyframes to land on
+KEYFRAME_SECONDS = 2  # as web encodes commonly are: seeking has keyframes to land on
 DRIFT_PIXELS = 3  # how far the camera pans over a clip, on each axis
 END_JITTER = 0.03  # an object ends where a still image might have put it (world.place's jitter)
 
@@ -64,7 +64,7 @@ def encode_clip(frames: list[Image.Image], fmt: str, fps: int = FPS) -> bytes:
         stream.width, stream.height = frames[0].size
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = 1
-        stream.options = {**options, "g": str(KEYFRAME_INTERVAL)}
+        stream.options = {**options, "g": str(KEYFRAME_SECONDS * fps)}
         for image in frames:
             for packet in stream.encode(av.VideoFrame.from_image(image)):
                 container.mux(packet)
