@@ -11,15 +11,15 @@ DROP_REASONS = {
     "undecodable_image": "the image bytes do not decode",
     "image_too_large": "over decode.max_pixels, refused from the header before decoding",
     "invalid_json": "the json member is not UTF-8 JSON or not an object",
-    "no_video_stream": "the video member holds no video stream (audio only, or nothing)",
-    "undecodable_video": "the video member does not open as a video container, or no frame of it decodes",
-    "video_cut_short": "the video file ends before the duration its header declares",
-    "video_too_large": "over video.max_pixels from the stream header, or the member over video.max_member_bytes",
-    "video_too_long": "over video.max_seconds, from the header or the packets",
-    "video_decode_timeout": "reading the video took longer than video.decode_seconds",
     "unsafe_path": "the key is absolute or contains '..'",
     "duplicate_key": "the key appeared earlier in the same shard",
     "truncated": "the archive ends inside this sample",
+    "no_video_stream": "the video member holds no video stream (audio only, or nothing)",
+    "undecodable_video": "the video member does not open as a video container, or no frame of it decodes",
+    "video_cut_short": "the video file ends before its header or index says: a packet cut off, or frames short",
+    "video_too_large": "over video.max_pixels from the stream header, or the member over video.max_member_bytes",
+    "video_too_long": "over video.max_seconds, from the header or the packets",
+    "video_decode_timeout": "reading the video took longer than video.decode_seconds",
 }
 
 NOTES = {

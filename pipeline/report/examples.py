@@ -93,7 +93,7 @@ class ExamplePicker:
         for frame in frames:
             frame.thumbnail((STRIP_FRAME_PIXELS, STRIP_FRAME_PIXELS))
         height = max(f.height for f in frames)
-        strip = Image.new("RGB", (sum(f.width for f in frames) + 2 * (len(frames) - 1), height), (255, 255, 255))
+        strip = Image.new("RGB", (sum(f.width for f in frames) + 2 * (len(frames) - 1), height), (160, 160, 160))
         x = 0
         for frame in frames:
             strip.paste(frame, (x, (height - frame.height) // 2))
