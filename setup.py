@@ -47,6 +47,7 @@ setup(
         "tokenizers>=0.21",
         "safetensors>=0.4",
         "pyarrow>=17",
+        "numpy>=1.26",
         "pillow>=11",
         "pyyaml>=6",
         "braceexpand>=0.1.7",

@@ -1,4 +1,4 @@
-"""The ``capfilt`` command line: run, demo-data, eval, check, report."""
+"""The ``capfilt`` command line: run, select, demo-data, eval, check, report."""
 
 from __future__ import annotations
 
@@ -39,6 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="redo shards that are already complete")
     run.add_argument("--strict", action="store_true", help="exit 1 when a shard could not be read or was cut short")
     run.add_argument("--json", action="store_true", help="end with a one-line JSON summary on stdout")
+
+    select = commands.add_parser("select", help="re-select a scored output without running a model")
+    select.add_argument("scored_dir", help="a capfilt output folder, best scored with filter.policy score_only")
+    select.add_argument("--output", required=True, help="the selection's output folder, any Beam filesystem")
+    cut = select.add_mutually_exclusive_group(required=True)
+    cut.add_argument("--threshold", type=float, help="keep samples whose best candidate scores at least this")
+    cut.add_argument("--keep-fraction", type=float, help="keep this share of the pool (exact global quantile)")
+    select.add_argument("--score", choices=("itm", "similarity"), help="the score to rank by (default: the run's)")
+    select.add_argument("--policy", choices=("best", "all"), help="as filter.policy (default: the run's, or best)")
+    select.add_argument("--web-margin", type=float, help="as filter.web_margin (default: the run's, same score)")
+    select.add_argument("--overwrite", action="store_true", help="redo shards that are already complete")
+    select.add_argument("--json", action="store_true", help="end with a one-line JSON summary on stdout")
 
     demo = commands.add_parser("demo-data", help="write shards of the procedural demo world")
     demo.add_argument("--output", required=True)
@@ -82,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "run":
             return _run(args, beam_args)
+        if args.command == "select":
+            return _select(args, beam_args)
         if args.command == "demo-data":
             from ..demo.commands import demo_data
 
@@ -136,6 +150,31 @@ def _run(args, beam_args: list[str]) -> int:
     return _summarise(config, output_dir, args, evaluate=demo_input)
 
 
+def _select(args, beam_args: list[str]) -> int:
+    from . import preflight
+    from .select import job
+    from .select.settings import load_select_config
+
+    scored_dir, output_dir = _absolute(args.scored_dir), _absolute(args.output)
+    config = load_select_config(
+        scored_dir, args.threshold, args.keep_fraction, args.score, args.policy, args.web_margin
+    )
+    shards = [config.shard_path(name) for name in config.names]
+    preflight.check_output_not_input(shards, output_dir)
+    done = [] if args.overwrite else preflight.complete_shards(shards, output_dir, config)
+    cut = f"--threshold {args.threshold}" if args.keep_fraction is None else f"--keep-fraction {args.keep_fraction}"
+    console.say(f"capfilt: select {cut} by {config.score}: {len(shards)} shard(s) from {scored_dir} -> {output_dir}")
+    if done:
+        console.say(f"capfilt: {len(done)} shard(s) already complete there, skipped (--overwrite redoes them)")
+    _unmark_success(output_dir)
+    stopped, failed = _stoppable(lambda: job.run(config, output_dir, args.overwrite, beam_args, console.VERBOSE))
+    if stopped is not None:
+        return _interrupted(stopped, shards, output_dir, job.runs_here(beam_args))
+    if failed:
+        return 1
+    return _summarise(None, output_dir, args, evaluate=False)
+
+
 def _match_input(config: RunConfig, pattern: str, beam_args: list[str]) -> list[str]:
     from .shard.reader import match_shards
 
@@ -158,32 +197,42 @@ def _run_job(
     to_do: int,
     local: bool,
 ) -> tuple[int | None, bool]:
-    """Run the Beam job; returns the signal number when one stopped it, and whether it failed (said in one
-    line; ``_SUCCESS`` stays unwritten)."""
+    """Run the Beam job with a progress line on local runs; returns what ``_stoppable`` does."""
     import shutil
     import tempfile
 
     from . import beam_job as job
-    from .interrupt import run_stoppable
     from .report.progress import ProgressPrinter
 
     progress_dir = tempfile.mkdtemp(prefix="capfilt-progress-") if local else None
     printer = ProgressPrinter(progress_dir, to_do, console.say) if progress_dir else None
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            job.run(config, shards, output_dir, overwrite, beam_args, progress_dir, verbose=console.VERBOSE)
-        except Exception as exc:
-            failure.append(exc)
-
     try:
-        stopped = run_stoppable(work, tick=printer.tick if printer else lambda: None)
-        if printer and stopped is None and not failure:
+        stopped, failed = _stoppable(
+            lambda: job.run(config, shards, output_dir, overwrite, beam_args, progress_dir, verbose=console.VERBOSE),
+            tick=printer.tick if printer else None,
+        )
+        if printer and stopped is None and not failed:
             printer.tick(final=True)
     finally:
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
+    return stopped, failed
+
+
+def _stoppable(job, tick=None) -> tuple[int | None, bool]:
+    """Run the Beam ``job`` so that SIGINT/SIGTERM stop it cleanly; returns the signal number when one did, and
+    whether it failed (said in one line; ``_SUCCESS`` stays unwritten)."""
+    from .interrupt import run_stoppable
+
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            job()
+        except Exception as exc:
+            failure.append(exc)
+
+    stopped = run_stoppable(work, tick=tick or (lambda: None))
     if failure and stopped is None:
         exc = failure[0]
         console.say(f"capfilt: run failed: {type(exc).__name__}: {' '.join(str(exc).split())[:2000]}")
@@ -254,11 +303,13 @@ def _summarise(config: RunConfig, output_dir: str, args, evaluate: bool) -> int:
 
         print_evaluation(output_dir)
     failures = []
-    if config.gates.active():
+    if config is not None and config.gates.active():
         from .gates import check_gates
 
         failures = check_gates(output_dir, config.gates, _demo_accuracy)
-    strict = (args.strict or config.strict) and bool(t["failed_shards"] or t["truncated_shards"])
+    strict = (getattr(args, "strict", False) or (config is not None and config.strict)) and bool(
+        t["failed_shards"] or t["truncated_shards"]
+    )
     code = 1 if failures or strict else 0
     if args.json:
         summary = {

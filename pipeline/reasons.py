@@ -5,7 +5,8 @@ name reasons and the README's table cannot drift apart."""
 KEPT = "kept"
 
 DROP_REASONS = {
-    "below_threshold": "no candidate reached filter.threshold (policies best, all)",
+    "below_threshold": "no candidate reached filter.threshold (policies best, all), or select's --threshold",
+    "below_fraction": "outside the pool's best --keep-fraction in capfilt select",
     "no_caption": "no usable web caption and no synthetic caption",
     "no_image": "no image or video member, or only a link to one",
     "undecodable_image": "the image bytes do not decode",

@@ -20,7 +20,7 @@ class Stats:
 
     ``dropped`` counts samples by drop reason; ``errors`` counts the notes attached to samples that were
     processed anyway (a blank or non-UTF-8 caption, a link member). The histograms bin ITM scores of web
-    and synthetic captions over [0, 1].
+    and synthetic captions over [0, 1], and their contrastive similarities (when computed) over [-1, 1].
     """
 
     shards: int = 0
@@ -34,12 +34,22 @@ class Stats:
     errors: dict[str, int] = field(default_factory=dict)
     web_scores: list[int] = field(default_factory=_bins)
     synthetic_scores: list[int] = field(default_factory=_bins)
+    web_similarities: list[int] = field(default_factory=_bins)
+    synthetic_similarities: list[int] = field(default_factory=_bins)
     seconds: float = 0.0
     examples: list[dict] = field(default_factory=list)
     # name -> {"input", "kept", "seconds", "status": ok | failed | truncated}: sizes.json and the report's table
     per_shard: dict[str, dict] = field(default_factory=dict)
 
-    def add_sample(self, status: str, source: str | None, web_score: float | None, synthetic: list[float]) -> None:
+    def add_sample(
+        self,
+        status: str,
+        source: str | None,
+        web_score: float | None,
+        synthetic: list[float],
+        web_similarity: float | None = None,
+        synthetic_similarities: list[float] = (),
+    ) -> None:
         self.input += 1
         if status == "kept":
             self.kept += 1
@@ -51,6 +61,10 @@ class Stats:
             self.web_scores[_bin(web_score)] += 1
         for score in synthetic:
             self.synthetic_scores[_bin(score)] += 1
+        if web_similarity is not None:
+            self.web_similarities[_bin((web_similarity + 1) / 2)] += 1
+        for similarity in synthetic_similarities:
+            self.synthetic_similarities[_bin((similarity + 1) / 2)] += 1
 
     def add_error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -66,8 +80,10 @@ class Stats:
             kept_synthetic=self.kept_synthetic + other.kept_synthetic,
             dropped=dict(sorted((Counter(self.dropped) + Counter(other.dropped)).items())),
             errors=dict(sorted((Counter(self.errors) + Counter(other.errors)).items())),
-            web_scores=[a + b for a, b in zip(self.web_scores, other.web_scores, strict=True)],
-            synthetic_scores=[a + b for a, b in zip(self.synthetic_scores, other.synthetic_scores, strict=True)],
+            web_scores=_add_bins(self.web_scores, other.web_scores),
+            synthetic_scores=_add_bins(self.synthetic_scores, other.synthetic_scores),
+            web_similarities=_add_bins(self.web_similarities, other.web_similarities),
+            synthetic_similarities=_add_bins(self.synthetic_similarities, other.synthetic_similarities),
             seconds=self.seconds + other.seconds,
             examples=_first_examples(self.examples + other.examples),
             per_shard=dict(sorted({**self.per_shard, **other.per_shard}.items())),
@@ -97,6 +113,10 @@ def _first_examples(examples: list[dict]) -> list[dict]:
     ordered = sorted(examples, key=lambda e: (e["shard"], e["key"]))
     kept = [e for e in ordered if e["status"] == "kept"][:MAX_EXAMPLES]
     return kept + [e for e in ordered if e["status"] != "kept"][:MAX_EXAMPLES]
+
+
+def _add_bins(a: list[int], b: list[int]) -> list[int]:
+    return [x + y for x, y in zip(a, b, strict=True)]
 
 
 def _bin(score: float) -> int:

@@ -36,16 +36,31 @@ def build_report(stats: Stats, config: dict) -> dict:
             "kept_fraction": round(fraction, 6),
             "model_seconds": round(stats.seconds, 3),
         },
-        "histograms": {
-            "edges": [round(i / HISTOGRAM_BINS, 4) for i in range(HISTOGRAM_BINS + 1)],
-            "web": stats.web_scores,
-            "synthetic": stats.synthetic_scores,
-            "threshold": config.get("filter", {}).get("threshold"),
-        },
+        "histograms": _histograms(stats, config.get("filter", {})),
         "examples": stats.examples,
         "shards": _listed_shards(stats.per_shard),
         "config": config,
     }
+
+
+def _histograms(stats: Stats, filter_config: dict) -> dict:
+    """ITM score histograms, and similarity histograms when similarities were computed; the threshold is drawn on
+    the score the policy used."""
+    by_similarity = filter_config.get("score") == "similarity"
+    histograms = {
+        "edges": [round(i / HISTOGRAM_BINS, 4) for i in range(HISTOGRAM_BINS + 1)],
+        "web": stats.web_scores,
+        "synthetic": stats.synthetic_scores,
+        "threshold": None if by_similarity else filter_config.get("threshold"),
+    }
+    if any(stats.web_similarities) or any(stats.synthetic_similarities):
+        histograms["similarity"] = {
+            "edges": [round(2 * i / HISTOGRAM_BINS - 1, 4) for i in range(HISTOGRAM_BINS + 1)],
+            "web": stats.web_similarities,
+            "synthetic": stats.synthetic_similarities,
+            "threshold": filter_config.get("threshold") if by_similarity else None,
+        }
+    return histograms
 
 
 def _listed_shards(per_shard: dict[str, dict]) -> dict[str, dict]:

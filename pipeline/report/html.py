@@ -37,7 +37,10 @@ def render(report: dict) -> str:
         f"<p>{_models_line(config)}</p></header><main>",
         _totals(t),
         _reasons(t),
-        _histogram(report["histograms"]),
+        _histogram(report["histograms"], *ITM_TEXTS),
+        _histogram(report["histograms"]["similarity"], *SIMILARITY_TEXTS, low=-1.0)
+        if "similarity" in report["histograms"]
+        else "",
         _evaluation(report.get("evaluation"), report.get("ablation")),
         _shards(report.get("shards") or {}, t["shards"]),
         _examples("Dropped samples", [e for e in report.get("examples") or [] if e["status"] != "kept"]),
@@ -99,14 +102,29 @@ def _reasons(t: dict) -> str:
     return f"<section><h2>What happened to each sample</h2>{_bar_rows(rows, t['input'])}{table}</section>"
 
 
-def _histogram(h: dict) -> str:
+ITM_TEXTS = (
+    "ITM scores",
+    "ITM score: the filter's probability that caption and image match",
+    "The ITM head reads image and caption together and gives the probability that they match "
+    "(0: unrelated, 1: a match).",
+)
+SIMILARITY_TEXTS = (
+    "Similarities",
+    "similarity: the cosine of the image and caption embeddings",
+    "The contrastive similarity compares an image embedding with a caption embedding computed apart "
+    "(CLIP, or BLIP's ITC head): -1 to 1, higher is closer.",
+)
+
+
+def _histogram(h: dict, title: str, axis: str, meaning: str, low: float = 0.0) -> str:
+    """Web and synthetic bars over [low, 1], with the threshold when the policy used this score."""
     width, height, left, bottom = 640, 220, 40, 30
     bins = len(h["web"])
     top = max(h["web"] + h["synthetic"] + [1])
     plot_w, plot_h = width - left - 10, height - bottom - 10
     step = plot_w / bins
     svg = [
-        f"<svg width='{width}' height='{height + 20}' role='img' aria-label='ITM score histograms'>",
+        f"<svg width='{width}' height='{height + 20}' role='img' aria-label='{escape(title)} histograms'>",
         f"<line x1='{left}' y1='{10 + plot_h}' x2='{left + plot_w}' y2='{10 + plot_h}' stroke='#999'/>",
     ]
     for i in range(bins):
@@ -119,18 +137,17 @@ def _histogram(h: dict) -> str:
             )
     for tick in range(0, 11, 2):
         x = left + plot_w * tick / 10
-        svg.append(f"<text x='{x:.1f}' y='{height - 10}' font-size='11' text-anchor='middle'>{tick / 10:.1f}</text>")
+        label = low + (1 - low) * tick / 10
+        svg.append(f"<text x='{x:.1f}' y='{height - 10}' font-size='11' text-anchor='middle'>{label:.1f}</text>")
     svg.append(f"<text x='{left - 6}' y='18' font-size='11' text-anchor='end'>{top}</text>")
-    svg.append(
-        f"<text x='{left + plot_w / 2:.1f}' y='{height + 14}' font-size='12' text-anchor='middle'>"
-        "ITM score: the filter's probability that caption and image match</text>"
-    )
+    centre = f"x='{left + plot_w / 2:.1f}' y='{height + 14}'"
+    svg.append(f"<text {centre} font-size='12' text-anchor='middle'>{escape(axis, quote=False)}</text>")
     svg.append(
         f"<text x='12' y='{10 + plot_h / 2:.1f}' font-size='12' text-anchor='middle' "
         f"transform='rotate(-90 12 {10 + plot_h / 2:.1f})'>captions</text>"
     )
     if h.get("threshold") is not None:
-        x = left + plot_w * float(h["threshold"])
+        x = left + plot_w * (float(h["threshold"]) - low) / (1 - low)
         svg.append(f"<line x1='{x:.1f}' y1='6' x2='{x:.1f}' y2='{10 + plot_h}' stroke='#111' stroke-dasharray='5,4'/>")
         svg.append(f"<text x='{x + 4:.1f}' y='16' font-size='11'>threshold {h['threshold']}</text>")
     svg.append("</svg>")
@@ -138,11 +155,10 @@ def _histogram(h: dict) -> str:
         f"<div class='legend muted'><i style='background:{WEB_COLOUR}'></i>web captions"
         f"<i style='background:{SYNTHETIC_COLOUR}'></i>synthetic captions</div>"
     )
-    meaning = (
-        "<p class='muted'>The ITM head reads image and caption together and gives the probability that they match "
-        "(0: unrelated, 1: a match). Under the policy, the best candidate of a sample must reach the threshold.</p>"
-    )
-    return f"<section><h2>ITM scores</h2>{meaning}{''.join(svg)}{legend}</section>"
+    if h.get("threshold") is not None:
+        meaning += " Under the policy, the best candidate of a sample must reach the threshold."
+    heading = f"<h2>{escape(title)}</h2><p class='muted'>{escape(meaning, quote=False)}</p>"
+    return f"<section>{heading}{''.join(svg)}{legend}</section>"
 
 
 def _evaluation(evaluation: dict | None, ablation: list[dict] | None) -> str:

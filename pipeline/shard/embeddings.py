@@ -25,9 +25,9 @@ def embedding_paths(output_dir: str, name: str) -> dict[str, str]:
     }
 
 
-def npy_bytes(rows: list, dimension: int) -> bytes:
-    """``rows`` as one float16 ``(n, dimension)`` .npy file (``np.save``'s bytes depend only on the array)."""
-    array = np.stack(rows).astype(np.float16) if rows else np.zeros((0, dimension), np.float16)
+def npy_bytes(rows: list) -> bytes:
+    """``rows`` (at least one) as one float16 ``(n, d)`` .npy file (``np.save``'s bytes depend only on the array)."""
+    array = np.stack(rows).astype(np.float16)
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
@@ -35,16 +35,16 @@ def npy_bytes(rows: list, dimension: int) -> bytes:
 
 class EmbeddingWriter:
     """Collects the embeddings of a shard's kept samples, in the order they enter the tar, and writes the three
-    files on ``commit`` (each atomically; the shard's stats, written after them, still mark it complete).
+    files on ``commit`` (each atomically; the shard's stats, written after them, still mark it complete). A shard
+    with no kept sample gets no files.
 
     Args:
         output_dir: the run's output folder.
         name: the shard's base name.
-        dimension: the embedding size (so a shard with no kept sample still writes ``(0, d)`` arrays).
     """
 
-    def __init__(self, output_dir: str, name: str, dimension: int):
-        self.output_dir, self.dimension = output_dir, dimension
+    def __init__(self, output_dir: str, name: str):
+        self.output_dir = output_dir
         self.paths = embedding_paths(output_dir, name)
         self._images: list = []
         self._texts: list = []
@@ -57,10 +57,13 @@ class EmbeddingWriter:
         self._metadata.append({"key": sample.key, "caption": caption, "url": url if isinstance(url, str) else None})
 
     def commit(self) -> None:
+        if not self._images:
+            # No kept sample, no files: embedding-reader fails to pair an empty .npy with its metadata.
+            return
         for folder in FOLDERS:
             storage.make_dir(storage.join(self.output_dir, folder))
-        storage.write_bytes(self.paths["img_emb"], npy_bytes(self._images, self.dimension), self.output_dir)
-        storage.write_bytes(self.paths["text_emb"], npy_bytes(self._texts, self.dimension), self.output_dir)
+        storage.write_bytes(self.paths["img_emb"], npy_bytes(self._images), self.output_dir)
+        storage.write_bytes(self.paths["text_emb"], npy_bytes(self._texts), self.output_dir)
         buffer = io.BytesIO()
         pq.write_table(pa.Table.from_pylist(self._metadata, schema=METADATA_SCHEMA), buffer, compression="zstd")
         storage.write_bytes(self.paths["metadata"], buffer.getvalue(), self.output_dir)

@@ -69,14 +69,14 @@ def process_shard(
     name = shard_name(path)
     started = time.monotonic()
     stats = Stats(shards=1)
-    writer = _writer(output_dir, name, config, models)
+    writer = _writer(output_dir, name, config)
     examples = ExamplePicker(name, config.decode.max_pixels, config.video)
     try:
         with storage.open_raw(path) as stream:
             reader = TarSamples(stream, config.decode.max_member_bytes, config.video.max_member_bytes)
             for batch in _annotated_batches(reader, name, config, models):
                 for sample in batch:
-                    _count(stats, sample)
+                    count_sample(stats, sample)
                     examples.offer(sample)
                     writer.write(sample)
                 if on_batch is not None:
@@ -86,9 +86,9 @@ def process_shard(
         # An empty tar and a parquet with no rows beside the stats, so every input shard has its three files
         # and a trainer's shard list never names a tar that is not there.
         writer.discard()
-        writer = _writer(output_dir, name, config, models)
+        writer = _writer(output_dir, name, config)
         stats.failed_shards.append(name)
-        _finish(stats, name, "failed", started)
+        finish_stats(stats, name, "failed", started)
         writer.commit(stats, shard=name, error=str(exc), **_settings(config))
         return stats
     except BaseException:
@@ -97,17 +97,17 @@ def process_shard(
     if reader.truncation:
         stats.truncated_shards.append(name)
     stats.examples = examples.examples
-    _finish(stats, name, "truncated" if reader.truncation else "ok", started)
+    finish_stats(stats, name, "truncated" if reader.truncation else "ok", started)
     writer.commit(stats, shard=name, error=reader.truncation, **_settings(config))
     return stats
 
 
-def _writer(output_dir: str, name: str, config: RunConfig, models) -> ShardWriter:
-    dimension = models.similarity.dimension if config.similarity.embeddings else None
-    return ShardWriter(output_dir, name, config.filter.policy, config.filter.score, dimension)
+def _writer(output_dir: str, name: str, config: RunConfig) -> ShardWriter:
+    return ShardWriter(output_dir, name, config.filter.policy, config.filter.score, config.similarity.embeddings)
 
 
-def _finish(stats: Stats, name: str, status: str, started: float) -> None:
+def finish_stats(stats: Stats, name: str, status: str, started: float) -> None:
+    """Set the shard's seconds and its row of ``per_shard`` (``status``: ok, failed or truncated)."""
     stats.seconds = time.monotonic() - started
     stats.per_shard = {
         name: {"input": stats.input, "kept": stats.kept, "seconds": round(stats.seconds, 3), "status": status}
@@ -132,9 +132,17 @@ def _annotated_batches(samples: Iterable[Sample], name: str, config: RunConfig, 
         yield batch
 
 
-def _count(stats: Stats, sample: Sample) -> None:
+def count_sample(stats: Stats, sample: Sample) -> None:
+    """Add one sample whose status is final to ``stats``, with its notes."""
     decision = sample.decision or Decision(None, reason=sample.status)
     source = decision.chosen.source if decision.chosen else None
-    stats.add_sample(sample.status, source, sample.web_score, sample.synthetic_scores)
+    stats.add_sample(
+        sample.status,
+        source,
+        sample.web_score,
+        sample.synthetic_scores,
+        sample.web_similarity,
+        sample.synthetic_similarities,
+    )
     for note in sample.notes:
         stats.add_error(note.split(":", 1)[0])

@@ -89,16 +89,16 @@ class ShardWriter:
         name: the shard's base name.
         policy: the selection policy, recorded in each kept sample's json.
         by: the score the policy ranked by (``itm`` or ``similarity``), recorded beside it.
-        embedding_dimension: write clip-retrieval's embedding files of this size (None: none).
+        embeddings: write clip-retrieval's embedding files of the kept samples.
     """
 
-    def __init__(self, output_dir: str, name: str, policy: str, by: str = "itm", embedding_dimension=None):
+    def __init__(self, output_dir: str, name: str, policy: str, by: str = "itm", embeddings: bool = False):
         self.output_dir, self.policy, self.by = output_dir, policy, by
         self.paths = output_paths(output_dir, name)
         self._tar_file = storage.AtomicFile(self.paths["tar"], output_dir)
         self._tar = DeterministicTarWriter(self._tar_file)
         self._rows: list[dict] = []
-        self._embeddings = EmbeddingWriter(output_dir, name, embedding_dimension) if embedding_dimension else None
+        self._embeddings = EmbeddingWriter(output_dir, name) if embeddings else None
 
     def write(self, sample: Sample) -> None:
         self._rows.append(sample_row(sample))

@@ -1,6 +1,7 @@
 """The output read by the libraries users train and analyse with, not by a reader of our own: webdataset, Hugging
 Face `datasets`, open_clip's training loader (in its own environment: it needs torchvision, which has no build
-beside the CPU torch of the main one; `make test` creates it), pandas and duckdb on the decision log."""
+beside the CPU torch of the main one; `make test` creates it), pandas and duckdb on the decision log, and
+embedding-reader + autofaiss on the embeddings (also in an environment of their own: autofaiss pins numpy<2)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ SIZES = ((48, 32), (24, 16))  # the pictures of the img2dataset-style and of the
 READERS = Path(__file__).resolve().parent.parent / "readers"
 OPENCLIP_PYTHON = os.environ.get("CAPFILT_OPENCLIP_PYTHON") or str(
     Path(__file__).resolve().parents[2] / ".venv-openclip" / "bin" / "python"
+)
+FAISS_PYTHON = os.environ.get("CAPFILT_FAISS_PYTHON") or str(
+    Path(__file__).resolve().parents[2] / ".venv-faiss" / "bin" / "python"
 )
 
 
@@ -113,3 +117,29 @@ def test_open_clip_training_loader_sizes_and_reads_the_output_without_train_num_
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["num_samples_from_sizes_json"] == kept(output)
     assert seen["images"] == seen["loader_num_samples"] == kept(output) and seen["image_shape"] == [3, 32, 32]
+
+
+@pytest.mark.skipif(not os.path.exists(FAISS_PYTHON), reason="no .venv-faiss: `make test` creates it")
+def test_autofaiss_indexes_the_embeddings_and_each_caption_finds_its_image(tiny_models, tiny_clip, tmp_path):
+    inp = tmp_path / "in"
+    (inp / "00000.tar").parent.mkdir()
+    (inp / "00000.tar").write_bytes(b"")  # a failed shard: its embedding files hold no row
+    for shard in (1, 2):
+        members = [
+            m for i in range(6) for m in sample_members(f"s{shard}_{i}", f"a red square {i}", color=(i * 40, 9, 99))
+        ]
+        write_shard(inp / f"{shard:05d}.tar", members)
+    out = tmp_path / "out"
+    sets = ["--set", f"similarity.model={tiny_clip}", "--set", "similarity.embeddings=true"]
+    assert run(tiny_models, inp, out, *sets) == 0
+    result = subprocess.run([FAISS_PYTHON, str(READERS / "faiss_index.py"), str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    table = [r for r in rows(out) if r["status"] == "kept"]
+    # embedding-reader pairs img_emb_NAME.npy with metadata_NAME.parquet, rows in tar order.
+    assert seen["count"] == len(table) == 12 and seen["keys"] == [r["key"] for r in table]
+    assert seen["captions"] == [r["caption"] for r in table]
+    # autofaiss's index answers each caption as an exact inner-product search over the image rows would...
+    assert seen["index"] == "Flat" and seen["nearest"] == seen["brute_force"]
+    # ...and each row's image . text is the similarity capfilt recorded, up to float16 rounding.
+    assert seen["own"] == pytest.approx([r["similarity"] for r in table], abs=3e-3)

@@ -98,3 +98,26 @@ def test_a_cosine_threshold_below_zero_is_valid_for_similarity(tiny_models, shar
     sets = ["--set", "similarity.model=itc", "--set", "filter.score=similarity", "--set", "filter.threshold=-0.5"]
     assert run(tiny_models, shards, out, *sets) == 0
     assert pq.read_table(out / "00000.parquet").num_rows == 6
+
+
+def test_report_bins_similarities_and_draws_the_threshold_on_the_score_the_policy_used(tiny_models, shards, tmp_path):
+    out = tmp_path / "out"
+    sets = ["--set", "similarity.model=itc", "--set", "filter.score=similarity", "--set", "filter.threshold=-0.2"]
+    assert run(tiny_models, shards, out, *sets) == 0
+    histograms = json.loads((out / "report.json").read_text())["histograms"]
+    table = rows(out)
+    assert histograms["threshold"] is None  # a cosine threshold has no place on the ITM axis
+    similarity = histograms["similarity"]
+    assert similarity["threshold"] == -0.2 and similarity["edges"][0] == -1 and similarity["edges"][-1] == 1
+    assert sum(similarity["web"]) == sum(r["web_similarity"] is not None for r in table)
+    assert sum(similarity["synthetic"]) == sum(len(r["synthetic_similarities"] or []) for r in table)
+    html = (out / "report.html").read_text()
+    assert "<h2>Similarities</h2>" in html and "threshold -0.2" in html
+
+
+def test_a_run_without_similarity_reports_no_similarity_histogram(tiny_models, shards, tmp_path):
+    out = tmp_path / "out"
+    assert run(tiny_models, shards, out) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert "similarity" not in report["histograms"] and report["histograms"]["threshold"] == 0
+    assert "<h2>Similarities</h2>" not in (out / "report.html").read_text()

@@ -215,3 +215,16 @@ def test_bad_video_settings_are_one_line_naming_the_key(tiny_models, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_select_over_scored_clips_writes_what_a_run_at_that_threshold_writes(
+    tiny_models, video_input, video_output, tmp_path
+):
+    scored = tmp_path / "scored"
+    assert video_run(tiny_models, video_input[0], scored, "--set", "filter.policy=score_only") == 0
+    selected = tmp_path / "selected"
+    assert main(["select", str(scored), "--output", str(selected), "--threshold", "0"]) == 0
+    # The run behind video_output is policy best at threshold 0: the same decisions, so the same bytes, with each
+    # clip's media, frames, duration and scored frame times carried through.
+    for name in ("00000.tar", "00001.tar", "00000.parquet", "00001.parquet"):
+        assert (selected / name).read_bytes() == (video_output / name).read_bytes(), name
