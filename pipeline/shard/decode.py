@@ -36,10 +36,12 @@ def decode_sample(sample: Sample, limits: DecodeConfig, video: VideoConfig | Non
         sample.drop("no_image", "no image member")
         return sample
     sample.image_ext, data = found
-    sample.media, sample.frame_count = "image", 1
+    sample.media = "image"
     sample.image, reason, error = open_image(data, limits.max_pixels, limits.draft_size)
     if sample.image is None:
         sample.drop(reason, error)
+    else:
+        sample.frame_count = 1
     return sample
 
 

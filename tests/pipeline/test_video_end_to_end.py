@@ -58,6 +58,7 @@ def mixed_samples(tmp_path: Path) -> tuple[list, dict]:
         "clip_vfr": ("mp4", clip_bytes(grey_frames(6), times=[0, 0.1, 0.15, 0.9, 1.0, 1.9]), "kept", 2, ""),
         "clip_rotated": ("mp4", rotated_mp4(clip_bytes(grey_frames(12))), "kept", 4, ""),
         "img_png": ("png", encode(picture(), "PNG"), "kept", 1, ""),
+        "img_broken": ("jpg", b"<html>404</html>", "undecodable_image", None, "cannot identify"),
         "audio_only": ("mp4", audio_only_mp4(), "no_video_stream", None, "audio only"),
         "no_frames": ("mp4", no_decodable_frame(clip_bytes(grey_frames(30))), "undecodable_video", None, "no decod"),
         "cut_short": ("mp4", cut, "video_cut_short", None, "cut off"),
