@@ -2,7 +2,7 @@
 memory per clip grow with ``video.frames`` and with the clip's length. Prints figures; asserts nothing.
 
     python -m bench.video caption-frames [--clips 512]   # middle / spread / all, on fresh demo clips
-    python -m bench.video decode-share [--shards 4 --per-shard 64]   # a `capfilt run demo-video`, timed inside
+    python -m bench.video --threads 1 decode-share   # a `capfilt run demo-video` of 4 x 64 clips, timed inside
     python -m bench.video length [--frames 4 8 16]   # 2 s vs 60 s clips: decode and model time, peak memory
 """
 
@@ -76,10 +76,11 @@ def decode_share(args) -> None:
     with tempfile.TemporaryDirectory() as folder:
         write_demo_shards(f"{folder}/in", args.shards, args.per_shard, seed=args.seed, video=True)
         started = time.monotonic()
-        code = cli.main(["run", "demo-video", "--input", f"{folder}/in/*.tar", "--output", f"{folder}/out"])
+        argv = ["run", "demo-video", "--input", f"{folder}/in/*.tar", "--output", f"{folder}/out"]
+        code = cli.main([*argv, "--set", f"runtime.threads={args.threads}"])
         wall = time.monotonic() - started
     print(
-        f"exit {code}; {len(spent)} clips; wall {wall:.2f} s; frame decoding {sum(spent):.2f} s "
+        f"exit {code}; {len(spent)} clips read; wall {wall:.2f} s; frame decoding {sum(spent):.2f} s "
         f"({100 * sum(spent) / wall:.1f}% of wall), {1000 * statistics.mean(spent):.2f} ms per clip"
     )
 
