@@ -133,7 +133,7 @@ class _Index:
 def _packet_index(container, stream, config: VideoConfig, deadline: float) -> _Index:
     """Every frame's timestamp and the keyframes, from the packets alone (cheap: nothing is decoded)."""
     time_base = float(stream.time_base)
-    starts, keyframes, end = [], [], None
+    starts, keyframes, first, end = [], [], None, None
     packets = container.demux(stream)
     while True:
         try:
@@ -153,10 +153,11 @@ def _packet_index(container, stream, config: VideoConfig, deadline: float) -> _I
         starts.append(pts)
         if packet.is_keyframe:
             keyframes.append(pts)
+        first = pts if first is None else min(first, pts)
         end = max(end or pts, pts + (packet.duration or 0))
         if len(starts) % 64 == 0:
             _check_time(deadline, config)
-            if (pts - min(starts)) * time_base > config.max_seconds:
+            if (pts - first) * time_base > config.max_seconds:
                 raise VideoRefused("video_too_long", f"packets run past video.max_seconds {config.max_seconds:g}")
     if not starts:
         raise VideoRefused("undecodable_video", "no decodable frame: the video stream holds no packet")
