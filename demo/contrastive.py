@@ -172,16 +172,34 @@ def train(images: torch.Tensor, ids: torch.Tensor, vocabulary_size: int, config:
         raise ValueError(f"need as many images as texts, at least one: got {len(images)} and {len(ids)}")
     torch.manual_seed(config.seed)
     model = DualEncoder(config, vocabulary_size)
-    order = batch_order(len(images), config.steps, config.batch_size, torch.Generator().manual_seed(config.seed))
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.1)
-    warm = max(1, config.steps // 20)
+    return fit(model, images, ids, config.steps, config.batch_size, config.lr, config.seed)
+
+
+def fit(model: nn.Module, images, texts, steps: int, batch_size: int, lr: float, seed: int, autocast=False):
+    """Train ``model`` in place with symmetric InfoNCE on the pairs ``(images[i], texts[i])`` and return it in
+    eval mode.
+
+    ``model`` is any module with ``encode_images``, ``encode_texts`` (L2-normalised rows) and ``logit_scale``; its
+    trainable parameters are the ones the optimiser sees, so a model that wraps a few layers of a bigger one
+    trains only those. ``images`` and ``texts`` are whatever the two encoders take, indexed by a tensor of rows.
+
+    Args:
+        steps, batch_size: optimiser steps and pairs per step (``batch_order``).
+        lr: peak AdamW learning rate (linear warm-up over 5% of the steps, then cosine decay to zero).
+        seed: the order of batches (initialisation is the caller's).
+        autocast: run the forward under CPU bfloat16 autocast (weights and optimiser stay float32).
+    """
+    order = batch_order(len(images), steps, batch_size, torch.Generator().manual_seed(seed))
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.1)
+    warm = max(1, steps // 20)
     model.train()
     for step, batch in enumerate(order):
-        progress = max(0.0, (step - warm) / max(1, config.steps - warm))
+        progress = max(0.0, (step - warm) / max(1, steps - warm))
         factor = (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * progress))
         for group in optimiser.param_groups:
-            group["lr"] = config.lr * factor
-        loss = info_nce(model.encode_images(images[batch]), model.encode_texts(ids[batch]), model.logit_scale)
+            group["lr"] = lr * factor
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = info_nce(model.encode_images(images[batch]), model.encode_texts(texts[batch]), model.logit_scale)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

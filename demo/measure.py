@@ -1,9 +1,10 @@
 """How good a pair of demo models is: CapFilt run on fresh demo samples, measured against their ground truth.
 
 The samples go through the pipeline's own stages, not a copy of them: ``decode_sample``, then
-``annotate.caption_batch`` with a ``Captioner``, ``annotate.score_batch`` with an ``ItmScorer``,
-``annotate.decide``, and ``rows.sample_row`` for the rows that ``evaluate_rows`` and ``ablation_rows`` read.
-So a figure here is what ``capfilt run demo`` would make of the same images, minus the shards and Beam.
+``annotate.caption_batch`` with a ``Captioner``, ``annotate.score_batch`` with an ``ItmScorer`` (and each
+similarity backend being compared), ``annotate.decide``, and ``rows.sample_row`` for the rows that
+``evaluate_rows`` and ``ablation_rows`` read. So a figure here is what ``capfilt run demo`` would make of the
+same images, minus the shards and Beam.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from ..models.captioner import Captioner
 from ..models.itm import ItmScorer
 from ..models.loading import load_blip
+from ..models.similarity import load_similarity
 from ..pipeline.config import DecodeConfig, VideoConfig
 from ..pipeline.shard import annotate
 from ..pipeline.shard.decode import decode_sample
@@ -55,6 +57,15 @@ def load_models(
     return demo_captioner(model, processor, num_captions, top_p), scorer
 
 
+def load_similarities(directory: Path, scorer: ItmScorer) -> dict:
+    """The similarity backends a demo-model directory offers, loaded as ``similarity.model`` loads them: ``itc``
+    (the filter's own ITC head, sharing its vision pass) and ``clip`` when ``directory/clip`` holds a CLIP."""
+    similarities = {"itc": load_similarity("itc", scorer)}
+    if (Path(directory) / "clip" / "config.json").is_file():
+        similarities["clip"] = load_similarity(str(Path(directory) / "clip"), device="cpu")
+    return similarities
+
+
 def demo_sample(
     key: str,
     rng: random.Random,
@@ -78,6 +89,7 @@ def measure_models(
     correct_fraction: float = 0.4,
     batch_size: int = 32,
     noise_mix: dict[str, float] | None = None,
+    similarities: dict | None = None,
     video: VideoConfig | None = None,
 ) -> dict:
     """Run CapFilt (policy ``best``, no web margin) over fresh demo samples and measure it against the truth.
@@ -89,24 +101,40 @@ def measure_models(
         correct_fraction: the fraction of correct web captions in the fresh data.
         batch_size: images per model call; batch ``k`` is captioned with seed ``seed + k * batch_size``.
         noise_mix: weights per noise kind (``world.parse_noise_mix``), used instead of ``correct_fraction``.
+        similarities: similarity backends by name (``load_similarities``), each scoring the same candidates
+            beside the ITM head; the selection still uses ITM.
         video: clips of the demo world instead of images, sampled and captioned as this config says.
 
     Returns:
         ``caption_exact`` (synthetic captions exactly right), ``caption_any`` (images with at least one
         right), ``itm`` (mean scores, pass rates and AUC of correct vs wrong captions), ``evaluation``
         (``evaluate_rows``), ``ablation`` (``ablation_rows``) and ``rows`` (the pipeline's parquet rows those
-        were computed from), with ``samples``, ``seed`` and ``settings``.
+        were computed from), with ``samples``, ``seed`` and ``settings``; with ``similarities``, also
+        ``similarity``: ``similarity_figures`` per backend.
     """
+    similarities = similarities or {}
     rng = random.Random(f"capfilt-eval/{seed}")
     rows = []
+    cosines: dict[str, list] = {name: [] for name in similarities}
     for start in range(0, samples, batch_size):
         keys = [f"eval_{i:06d}" for i in range(start, min(samples, start + batch_size))]
         batch = [demo_sample(key, rng, correct_fraction, noise_mix, video) for key in keys]
         annotate.caption_batch(batch, captioner, seed + start, video.caption_frames if video else "spread")
-        annotate.score_batch(batch, scorer)
+        # One backend per pass of the pipeline's own scoring (a sample holds one similarity); the ITM scores
+        # each pass writes are the same.
+        for name, similarity in similarities.items() or [(None, None)]:
+            annotate.score_batch(batch, scorer, similarity)
+            if name is not None:
+                cosines[name] += [(s.web_similarity, list(s.synthetic_similarities)) for s in batch]
         for sample in batch:
             annotate.decide(sample, "best", threshold, 0.0)
             rows.append(sample_row(sample))
+    figures = {}
+    if similarities:
+        figures["similarity"] = {
+            name: similarity_figures(rows, [value[0] for value in values], [value[1] for value in values])
+            for name, values in cosines.items()
+        }
     return {
         "samples": samples,
         "seed": seed,
@@ -116,6 +144,7 @@ def measure_models(
         "evaluation": evaluate_rows(rows),
         "ablation": ablation_rows(rows, threshold),
         "rows": rows,
+        **figures,
     }
 
 
@@ -136,19 +165,55 @@ def caption_figures(rows: list[dict], num_captions: int) -> dict:
 def itm_figures(rows: list[dict], threshold: float) -> dict:
     """How the filter's scores split right captions from wrong ones, over every scored caption of ``rows``
     (the web caption and each synthetic one, repeats included)."""
-    positives, negatives = [], []
-    for row in rows:
-        web = [(row["web_text"], row["web_score"])] if row["web_score"] is not None else []
-        for text, score in web + list(zip(row["synthetic_texts"], row["synthetic_scores"], strict=True)):
-            (positives if world.normalise(text) == ground_truth(row)[0] else negatives).append(score)
+    positives, negatives = split_by_truth(rows, [r["web_score"] for r in rows], [r["synthetic_scores"] for r in rows])
+    return separation(positives, negatives, threshold)
+
+
+def similarity_figures(rows: list[dict], web: list, synthetic: list[list[float]]) -> dict:
+    """``itm_figures`` for cosines (``web[i]``, ``synthetic[i]``: row ``i``'s candidates), at the cosine that
+    best separates right from wrong here (``threshold``: the highest mean of pass and reject rates); a cosine
+    has no fixed cut of its own as a match probability has 0.5."""
+    positives, negatives = split_by_truth(rows, web, synthetic)
+    cut = best_threshold(positives, negatives)
+    return {**separation(positives, negatives, cut), "threshold": cut}
+
+
+def separation(positives: list[float], negatives: list[float], cut: float) -> dict:
+    """Mean values of right and wrong captions, the share of each on its side of ``cut``, and the AUC."""
     return {
         "correct_mean": sum(positives) / max(1, len(positives)),
         "wrong_mean": sum(negatives) / max(1, len(negatives)),
-        "correct_pass": sum(p >= threshold for p in positives) / max(1, len(positives)),
-        "wrong_reject": sum(n < threshold for n in negatives) / max(1, len(negatives)),
+        "correct_pass": sum(p >= cut for p in positives) / max(1, len(positives)),
+        "wrong_reject": sum(n < cut for n in negatives) / max(1, len(negatives)),
         "auc": auc(positives, negatives),
         "pairs": len(positives) + len(negatives),
     }
+
+
+def split_by_truth(rows: list[dict], web: list, synthetic: list[list[float]]) -> tuple[list[float], list[float]]:
+    """The values of right and of wrong captions: ``web[i]`` (None: no web caption) and ``synthetic[i]`` are the
+    values of row ``i``'s web caption and synthetic captions."""
+    positives, negatives = [], []
+    for row, web_value, synthetic_values in zip(rows, web, synthetic, strict=True):
+        scored = [(row["web_text"], web_value)] if web_value is not None else []
+        for text, value in scored + list(zip(row["synthetic_texts"], synthetic_values, strict=True)):
+            (positives if world.normalise(text) == ground_truth(row)[0] else negatives).append(value)
+    return positives, negatives
+
+
+def best_threshold(positives: list[float], negatives: list[float]) -> float:
+    """The cut, rounded to two decimals, with the highest mean of the share of ``positives`` at or above it and
+    of ``negatives`` below it (the lowest such cut on a tie)."""
+    if not positives or not negatives:
+        return 0.0
+    cuts = sorted({round(v, 2) for v in positives + negatives})
+    return max(
+        cuts,
+        key=lambda c: (
+            sum(p >= c for p in positives) / len(positives) + sum(n < c for n in negatives) / len(negatives),
+            -c,
+        ),
+    )
 
 
 def auc(positives: list[float], negatives: list[float]) -> float:
@@ -162,16 +227,35 @@ def auc(positives: list[float], negatives: list[float]) -> float:
 def format_metrics(metrics: dict) -> str:
     """A plain-text report of ``measure_models``'s result."""
     itm = metrics["itm"]
-    return "\n".join(
-        [
-            f"fresh demo samples {metrics['samples']} (seed {metrics['seed']}), settings {metrics['settings']}",
-            f"captioner exact-match {metrics['caption_exact']:.3f} per caption, "
-            f"{metrics['caption_any']:.3f} of images with at least one exact caption",
-            f"ITM: correct mean {itm['correct_mean']:.3f} (pass {itm['correct_pass']:.3f}), wrong mean "
-            f"{itm['wrong_mean']:.3f} (rejected {itm['wrong_reject']:.3f}), AUC {itm['auc']:.4f} over {itm['pairs']}",
-            "",
-            format_evaluation(metrics["evaluation"]),
-            "",
-            format_ablation(metrics["ablation"]),
-        ]
+    lines = [
+        f"fresh demo samples {metrics['samples']} (seed {metrics['seed']}), settings {metrics['settings']}",
+        f"captioner exact-match {metrics['caption_exact']:.3f} per caption, "
+        f"{metrics['caption_any']:.3f} of images with at least one exact caption",
+        f"ITM: correct mean {itm['correct_mean']:.3f} (pass {itm['correct_pass']:.3f}), wrong mean "
+        f"{itm['wrong_mean']:.3f} (rejected {itm['wrong_reject']:.3f}), AUC {itm['auc']:.4f} over {itm['pairs']}",
+    ]
+    if "similarity" in metrics:
+        lines += ["", format_similarity(metrics)]
+    return "\n".join(lines + ["", format_evaluation(metrics["evaluation"]), "", format_ablation(metrics["ablation"])])
+
+
+def format_similarity(metrics: dict) -> str:
+    """The ITM head and each similarity backend side by side on the same candidates."""
+    lines = [
+        "scorer  AUC     right mean  wrong mean  cut   right pass  wrong rejected",
+        _scorer_line("itm", metrics["itm"], metrics["settings"]["threshold"]),
+    ]
+    for name, figures in metrics["similarity"].items():
+        lines.append(_scorer_line(name, figures, figures["threshold"]))
+    lines.append(
+        "(same candidates; cut: ITM's threshold, and for a cosine the one that best separates right from wrong "
+        "here, a threshold for filter.score: similarity on the demo)"
+    )
+    return "\n".join(lines)
+
+
+def _scorer_line(name: str, figures: dict, cut: float) -> str:
+    return (
+        f"{name:<7} {figures['auc']:.4f}  {figures['correct_mean']:>10.3f}  {figures['wrong_mean']:>10.3f}  "
+        f"{cut:<4.2f}  {figures['correct_pass']:>10.3f}  {figures['wrong_reject']:>14.3f}"
     )

@@ -62,9 +62,12 @@ def test_wheel_installs_one_top_level_package_with_its_data(wheel):
     assert archive.read(top_level).decode().split() == ["capfilt"]
     assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"capfilt"}
     assert "capfilt/pipeline/pipelines.yaml" in names
-    for model in ("captioner", "itm"):
+    for model in ("captioner", "itm", "clip"):
         assert f"capfilt/models/embedded/{model}/model.safetensors" in names
         assert f"capfilt/models/embedded/{model}/config.json" in names
+    # embedded:clip loads its CLIPProcessor from these; a worker without them could not build one.
+    for part in ("processor_config.json", "tokenizer.json", "tokenizer_config.json"):
+        assert f"capfilt/models/embedded/clip/{part}" in names
     assert "capfilt/demo/world.py" in names and "capfilt/__main__.py" in names
     # Training the demo checkpoints is a source-checkout tool; workers never run it.
     assert not [n for n in names if n.startswith("capfilt/demo/training/")]

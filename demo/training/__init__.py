@@ -1,4 +1,4 @@
-"""Training of the embedded demo checkpoints (``models/embedded/{captioner,itm}``) from scratch on the demo world.
+"""Training of the embedded demo checkpoints (``models/embedded/{captioner,itm,clip}``) from scratch on the demo world.
 
     python -m capfilt.demo.training --output models/embedded
 
@@ -11,7 +11,9 @@ sampled by the pipeline's ``Captioner``, and the filter's training forward is ``
 ``ItmScorer`` scores with. CPU only, seeded.
 
 The files: ``data`` (what each step trains on), ``build`` (the models before training, and saving them),
-``loops`` (the two training loops), ``card`` (the model card), ``__main__`` (the command). Measuring the models
+``loops`` (the two training loops), ``itc`` (the filter's ITC projections, on its frozen towers), ``clip`` (the
+tiny CLIP), ``card`` (the model card), ``__main__`` (the command). ``itc`` and ``clip`` train with CLIP's InfoNCE
+through ``demo.contrastive.fit``, the loop the retrieval evaluation trains with. Measuring the models
 is not training and lives in ``capfilt.demo.measure``, which ships; this subpackage does not (setup.py leaves it
 out of the wheel): workers never train, and it reproduces package data from a source checkout.
 """

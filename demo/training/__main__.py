@@ -1,7 +1,8 @@
-"""Train the embedded demo models from scratch on the demo world: a tiny BLIP captioner and ITM filter.
+"""Train the embedded demo models from scratch on the demo world: a tiny BLIP captioner and ITM filter, the
+filter's ITC head, and a tiny CLIP.
 
-    python -m capfilt.demo.training --output models/embedded     # train both, measure, write the model card
-    python -m capfilt.demo.training --output models/embedded --evaluate-only
+python -m capfilt.demo.training --output models/embedded     # train all, measure, write the model card
+python -m capfilt.demo.training --output models/embedded --evaluate-only
 """
 
 from __future__ import annotations
@@ -12,13 +13,25 @@ import random
 import time
 from pathlib import Path
 
-from ..measure import NUM_CAPTIONS, THRESHOLD, TOP_P, demo_captioner, format_metrics, load_models, measure_models
+from ..measure import (
+    NUM_CAPTIONS,
+    THRESHOLD,
+    TOP_P,
+    demo_captioner,
+    format_metrics,
+    load_models,
+    load_similarities,
+    measure_models,
+)
 from .build import build_models, init_filter_from_captioner, save_models
 from .card import write_model_card
+from .clip import ClipRecipe, save_clip, train_clip
 from .data import captioner_mistakes
+from .itc import ItcRecipe, train_itc
 from .loops import FilterRecipe, train_captioner, train_itm
 
-# Written next to the captioner: its training settings and seconds, read back by --captioner-from.
+# Written next to the captioner and the filter: their training settings and seconds, read back by
+# --captioner-from and --filter-from.
 TRAINING_RECORD = "training.json"
 
 
@@ -67,7 +80,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=True,
         help="train under bfloat16 autocast (float32 weights); --no-bfloat16 on a CPU without native bfloat16",
     )
+    parser.add_argument("--itc-steps", type=int, default=ItcRecipe.steps, help="the filter's ITC head; 0 skips")
+    parser.add_argument("--itc-batch-size", type=int, default=ItcRecipe.batch_size)
+    parser.add_argument("--itc-lr", type=float, default=ItcRecipe.lr)
+    parser.add_argument("--itc-pairs", type=int, default=ItcRecipe.pairs, help="fresh images the ITC head trains on")
+    parser.add_argument("--clip-steps", type=int, default=ClipRecipe.steps, help="the demo CLIP; 0 skips")
+    parser.add_argument("--clip-batch-size", type=int, default=ClipRecipe.batch_size)
+    parser.add_argument("--clip-lr", type=float, default=ClipRecipe.lr)
+    parser.add_argument("--clip-pairs", type=int, default=ClipRecipe.pairs, help="fresh images the CLIP trains on")
     parser.add_argument("--captioner-from", help="reuse the trained captioner in this demo-model directory")
+    parser.add_argument(
+        "--filter-from",
+        help="reuse the trained captioner and ITM filter in this demo-model directory (train the ITC head and CLIP)",
+    )
     parser.add_argument("--eval-samples", type=int, default=256, help="fresh samples to measure on; 0 skips")
     parser.add_argument("--eval-seed", type=int, default=1000)
     parser.add_argument("--evaluate-only", action="store_true", help="measure the models already in --output")
@@ -77,6 +102,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.steps is not None:
         args.caption_steps = args.itm_steps = args.steps
+    if args.filter_from:
+        args.captioner_from = args.filter_from
     return args
 
 
@@ -92,24 +119,41 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     processor, captioner, itm = build_models(args.seed)
     captioner, seconds = captioner_stage(args, processor, captioner)
-    seconds["itm"] = filter_stage(args, processor, captioner, itm)
-    seconds["total"] = seconds["captioner"] + seconds["itm"]
+    itm, seconds["itm"] = filter_stage(args, processor, captioner, itm)
+    if args.itc_steps:
+        recipe = ItcRecipe(args.itc_steps, args.itc_batch_size, args.itc_lr, args.itc_pairs)
+        seconds["itc"] = train_itc(itm, processor, args.seed, recipe)
     save_models(output, processor, captioner, itm)
-    record = {
-        "seed": args.seed,
-        "caption_steps": args.caption_steps,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "bfloat16": args.bfloat16,
-        "seconds": round(seconds["captioner"], 1),
-    }
-    (output / "captioner" / TRAINING_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    stages = (
+        ("captioner", "caption_steps", args.caption_steps, args.lr),
+        ("itm", "itm_steps", args.itm_steps, args.itm_lr),
+    )
+    for name, key, steps, lr in stages:
+        record = {"seed": args.seed, key: steps, "batch_size": args.batch_size, "lr": lr, "bfloat16": args.bfloat16}
+        write_record(output / name, **record, seconds=seconds[name])
+    if args.clip_steps:
+        recipe = ClipRecipe(args.clip_steps, args.clip_batch_size, args.clip_lr, args.clip_pairs, args.bfloat16)
+        # The CLIP splits captions as the BLIP pair does: its tokenizer is the one just saved with the filter.
+        clip, clip_processor, seconds["clip"] = train_clip(output / "itm", args.seed, recipe)
+        save_clip(output / "clip", clip, clip_processor)
+    seconds["total"] = sum(seconds.values())
     metrics = measure(output, args) if args.eval_samples > 0 else None
     if metrics is not None:
         print(format_metrics(metrics))
     write_model_card(output, args, seconds, metrics)
     print(f"saved to {output} in {seconds['total']:.0f}s of training")
     return 0
+
+
+def write_record(directory: Path, **record) -> None:
+    """``directory/training.json``: a model's training settings and seconds, for a later run that reuses it."""
+    record["seconds"] = round(record["seconds"], 1)
+    (directory / TRAINING_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
+def read_record(directory: Path) -> dict:
+    path = directory / TRAINING_RECORD
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def captioner_stage(args: argparse.Namespace, processor, captioner):
@@ -125,16 +169,25 @@ def captioner_stage(args: argparse.Namespace, processor, captioner):
 
     source = Path(args.captioner_from) / "captioner"
     captioner = BlipForConditionalGeneration.from_pretrained(source).eval()
-    recorded = json.loads((source / TRAINING_RECORD).read_text()) if (source / TRAINING_RECORD).is_file() else {}
+    recorded = read_record(source)
     args.caption_steps = recorded.get("caption_steps", args.caption_steps)
     return captioner, {"captioner": float(recorded.get("seconds", 0.0))}
 
 
-def filter_stage(args: argparse.Namespace, processor, captioner, itm) -> float:
-    """Initialise ``itm`` from ``captioner`` and train it; returns the seconds taken, mining the captioner's
-    mistakes included. The stage has its own random streams, so that ``--captioner-from`` reproduces the
-    one-command run."""
+def filter_stage(args: argparse.Namespace, processor, captioner, itm):
+    """Initialise ``itm`` from ``captioner`` and train it; returns it and the seconds taken, mining the
+    captioner's mistakes included. The stage has its own random streams, so that ``--captioner-from`` reproduces
+    the one-command run. With ``--filter-from`` the trained filter is loaded instead, with its recorded steps
+    and seconds."""
     import torch
+
+    if args.filter_from:
+        from transformers import BlipForImageTextRetrieval
+
+        source = Path(args.filter_from) / "itm"
+        recorded = read_record(source)
+        args.itm_steps = recorded.get("itm_steps", args.itm_steps)
+        return BlipForImageTextRetrieval.from_pretrained(source).eval(), float(recorded.get("seconds", 0.0))
 
     rng = random.Random(f"capfilt-train-itm/{args.seed}")
     torch.manual_seed(args.seed + 1)
@@ -156,13 +209,16 @@ def filter_stage(args: argparse.Namespace, processor, captioner, itm) -> float:
     )
     train_itm(itm, processor, args.itm_steps, args.batch_size, args.itm_lr, rng, recipe, mistakes)
     itm.requires_grad_(True)
-    return time.time() - start
+    return itm, time.time() - start
 
 
 def measure(output: Path, args: argparse.Namespace) -> dict:
     """The models saved under ``output``, loaded back by path and measured with the run's settings."""
     captioner, scorer = load_models(output, args.num_captions, args.top_p)
-    return measure_models(captioner, scorer, args.eval_samples, args.eval_seed, args.threshold)
+    similarities = load_similarities(output, scorer)
+    return measure_models(
+        captioner, scorer, args.eval_samples, args.eval_seed, args.threshold, similarities=similarities
+    )
 
 
 if __name__ == "__main__":

@@ -42,9 +42,11 @@ def _best(row, score="itm"):
     return max([row["web_score"] or -1, *row["synthetic_scores"]])
 
 
-def test_keep_fraction_is_a_pool_wide_quantile_across_shards(scored, tmp_path):
+def test_keep_fraction_is_a_pool_wide_quantile_across_shards(scored, tmp_path, capsys):
     out = tmp_path / "sel"
-    assert main(["select", str(scored), "--output", str(out), "--keep-fraction", "0.3"]) == 0
+    assert main(["select", str(scored), "--output", str(out), "--keep-fraction", "0.3", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["status"] == "ok" and summary["input"] == 16 and summary["kept"] == 5
     table = rows(out)
     pool = rows(scored)
     assert [r["key"] for r in table] == [r["key"] for r in pool]  # every row of the pool is a row here
