@@ -2,6 +2,7 @@
 memory per clip grow with ``video.frames`` and with the clip's length. Prints figures; asserts nothing.
 
     python -m bench.video caption-frames [--clips 512]   # middle / spread / all, on fresh demo clips
+    python -m bench.video similarity [--clips 256]   # AUC of ITM, ITC and CLIP on stills and on clips (meanP)
     python -m bench.video --threads 1 decode-share   # a `capfilt run demo-video` of 4 x 64 clips, timed inside
     python -m bench.video length [--frames 4 8 16]   # 2 s vs 60 s clips: decode and model time, peak memory
 """
@@ -50,6 +51,30 @@ def caption_frames(args) -> None:
             f"| {e['kept_accuracy']:.3f} | {e['clean_yield']:.3f} | {seconds:.1f} |",
             flush=True,
         )
+
+
+def similarity(args) -> None:
+    """AUC of right against wrong candidates for ITM and the two similarity backends (ITC, CLIP), on stills and
+    on clips (a clip's similarity: the cosine with the mean of its frames' normalised embeddings)."""
+    import torch
+
+    from capfilt.demo.measure import load_models, load_similarities, measure_models
+    from capfilt.models.loading import EMBEDDED_DIR
+
+    torch.set_num_threads(args.threads)
+    captioner, scorer = load_models(EMBEDDED_DIR)
+    backends = load_similarities(EMBEDDED_DIR, scorer)
+    print(f"{args.clips} fresh samples each (seed {args.seed}), ~40% right web captions\n")
+    print(
+        "| input | pairs | ITM AUC | "
+        + " | ".join(f"{name} AUC | {name} mean right / wrong" for name in backends)
+        + " |"
+    )
+    print("| --- | --- | --- |" + " --- | --- |" * len(backends))
+    for name, video in (("stills", None), (f"clips, {args.frames} frames", VideoConfig(frames=args.frames))):
+        m = measure_models(captioner, scorer, args.clips, args.seed, similarities=backends, video=video)
+        cells = [f"{f['auc']:.3f} | {f['correct_mean']:.3f} / {f['wrong_mean']:.3f}" for f in m["similarity"].values()]
+        print(f"| {name} | {m['itm']['pairs']} | {m['itm']['auc']:.4f} | " + " | ".join(cells) + " |", flush=True)
 
 
 def decode_share(args) -> None:
@@ -198,6 +223,9 @@ def main() -> None:
     c.add_argument("--clips", type=int, default=512)
     c.add_argument("--frames", type=int, default=8)
     c.add_argument("--modes", nargs="+", default=["middle", "spread", "all"])
+    v = commands.add_parser("similarity")
+    v.add_argument("--clips", type=int, default=256)
+    v.add_argument("--frames", type=int, default=8)
     d = commands.add_parser("decode-share")
     d.add_argument("--shards", type=int, default=4)
     d.add_argument("--per-shard", type=int, default=64)
@@ -208,7 +236,8 @@ def main() -> None:
     s.add_argument("--lengths", type=int, nargs="+", default=[2, 60, 600], help="clip lengths in seconds")
     s.add_argument("--size", type=int, default=128, help="frame side in pixels (the demo's is 128)")
     args = parser.parse_args()
-    {"caption-frames": caption_frames, "decode-share": decode_share, "length": length}[args.command](args)
+    run = {"caption-frames": caption_frames, "similarity": similarity, "decode-share": decode_share, "length": length}
+    run[args.command](args)
 
 
 if __name__ == "__main__":
