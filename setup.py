@@ -51,6 +51,8 @@ setup(
         "pillow>=11",
         "pyyaml>=6",
         "braceexpand>=0.1.7",
+        # Video samples: its wheels bundle FFmpeg (h264, vp9, av1, mpeg4 decoders), so no system binary is needed.
+        "av>=18,<20",
         # `capfilt eval --retrieval` reads the output tars the way a trainer does.
         "webdataset>=1.0,<2",
     ],

@@ -17,7 +17,12 @@ def write_demo_input(settings: DemoDataConfig, folder: str) -> str:
     """Write the demo shards ``settings`` describe into ``folder``; returns the input pattern of exactly those
     shards (not whatever an earlier run with more shards left in the folder)."""
     paths = write_demo_shards(
-        folder, settings.shards, settings.samples_per_shard, settings.seed, settings.correct_fraction
+        folder,
+        settings.shards,
+        settings.samples_per_shard,
+        settings.seed,
+        settings.correct_fraction,
+        video=settings.video,
     )
     print(f"capfilt: wrote {len(paths)} demo shard(s) to {folder}/", file=sys.stderr)
     names = ",".join(os.path.basename(p)[: -len(".tar")] for p in paths)
@@ -31,7 +36,14 @@ def demo_data(args) -> int:
     try:
         mix = parse_noise_mix(args.noise_mix) if args.noise_mix is not None else None
         paths = write_demo_shards(
-            args.output, args.shards, args.samples_per_shard, args.seed, args.correct_fraction, mix, args.world
+            args.output,
+            args.shards,
+            args.samples_per_shard,
+            args.seed,
+            args.correct_fraction,
+            mix,
+            args.world,
+            args.video,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -55,6 +67,8 @@ def print_evaluation(output_dir: str, ablation: bool = False, retrieval: bool = 
     """Print quality against the demo world's ground truth, and record it in report.json (and the page); with
     ``retrieval`` also Recall@K of dual encoders trained on the output (on each Table 1 row with ``ablation``)."""
     require_ground_truth(output_dir)
+    if retrieval and any(row.get("media") == "video" for row in evaluate.read_rows(output_dir)):
+        raise UsageError("--retrieval trains an image-text dual encoder on still images; this run holds video samples")
     result = {"evaluation": evaluate.evaluate(output_dir)}
     print(evaluate.format_evaluation(result["evaluation"]))
     if ablation:

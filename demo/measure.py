@@ -16,7 +16,7 @@ from ..models.captioner import Captioner
 from ..models.itm import ItmScorer
 from ..models.loading import load_blip
 from ..models.similarity import load_similarity
-from ..pipeline.config import DecodeConfig
+from ..pipeline.config import DecodeConfig, VideoConfig
 from ..pipeline.shard import annotate
 from ..pipeline.shard.decode import decode_sample
 from ..pipeline.shard.reader import split_member_name
@@ -66,11 +66,18 @@ def load_similarities(directory: Path, scorer: ItmScorer) -> dict:
     return similarities
 
 
-def demo_sample(key: str, rng: random.Random, correct_fraction: float, noise_mix: dict[str, float] | None) -> Sample:
-    """A fresh demo-world sample, decoded as the pipeline decodes one read from a shard."""
-    members = world.make_sample(key, rng, correct_fraction, noise_mix)
+def demo_sample(
+    key: str,
+    rng: random.Random,
+    correct_fraction: float,
+    noise_mix: dict[str, float] | None,
+    video: VideoConfig | None = None,
+) -> Sample:
+    """A fresh demo-world sample (a clip when ``video`` is given, sampled with it), decoded as the pipeline
+    decodes one read from a shard."""
+    members = world.make_sample(key, rng, correct_fraction, noise_mix, video=video is not None)
     sample = Sample(key, members={split_member_name(name)[1]: data for name, data in members.items()})
-    return decode_sample(sample, DecodeConfig())
+    return decode_sample(sample, DecodeConfig(), video)
 
 
 def measure_models(
@@ -83,6 +90,7 @@ def measure_models(
     batch_size: int = 32,
     noise_mix: dict[str, float] | None = None,
     similarities: dict | None = None,
+    video: VideoConfig | None = None,
 ) -> dict:
     """Run CapFilt (policy ``best``, no web margin) over fresh demo samples and measure it against the truth.
 
@@ -95,6 +103,7 @@ def measure_models(
         noise_mix: weights per noise kind (``world.parse_noise_mix``), used instead of ``correct_fraction``.
         similarities: similarity backends by name (``load_similarities``), each scoring the same candidates
             beside the ITM head; the selection still uses ITM.
+        video: clips of the demo world instead of images, sampled and captioned as this config says.
 
     Returns:
         ``caption_exact`` (synthetic captions exactly right), ``caption_any`` (images with at least one
@@ -109,8 +118,8 @@ def measure_models(
     cosines: dict[str, list] = {name: [] for name in similarities}
     for start in range(0, samples, batch_size):
         keys = [f"eval_{i:06d}" for i in range(start, min(samples, start + batch_size))]
-        batch = [demo_sample(key, rng, correct_fraction, noise_mix) for key in keys]
-        annotate.caption_batch(batch, captioner, seed + start)
+        batch = [demo_sample(key, rng, correct_fraction, noise_mix, video) for key in keys]
+        annotate.caption_batch(batch, captioner, seed + start, video.caption_frames if video else "spread")
         # One backend per pass of the pipeline's own scoring (a sample holds one similarity); the ITM scores
         # each pass writes are the same.
         for name, similarity in similarities.items() or [(None, None)]:

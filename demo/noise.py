@@ -17,6 +17,7 @@ import argparse
 from collections.abc import Iterator
 
 from ..models.loading import EMBEDDED_DIR
+from ..pipeline.config import VideoConfig
 from .evaluate import ABLATION_ROWS, MISS_KINDS, capfilt_misses
 from .measure import load_models, measure_models
 from .world import parse_noise_mix
@@ -47,7 +48,9 @@ def table_row(name: str, metrics: dict, threshold: float) -> list[str]:
     return cells + settings + [gain] + [str(misses[m]) for m in MISS_KINDS]
 
 
-def noise_table(models, mixes: dict[str, str], samples: int, seed: int, threshold: float) -> Iterator[str]:
+def noise_table(
+    models, mixes: dict[str, str], samples: int, seed: int, threshold: float, video: VideoConfig | None = None
+) -> Iterator[str]:
     """The markdown table, a line at a time (one per mix, as each is measured).
 
     Args:
@@ -56,11 +59,13 @@ def noise_table(models, mixes: dict[str, str], samples: int, seed: int, threshol
         samples: fresh images per mix.
         seed: the first mix's seed; each further mix adds one.
         threshold: the filter threshold.
+        video: measure on clips of the demo world, sampled and captioned as this says.
     """
     yield "| " + " | ".join(HEADER + [m.replace("_", " ") for m in MISS_KINDS]) + " |"
     yield "|" + " --- |" * (len(HEADER) + len(MISS_KINDS))
     for offset, (name, text) in enumerate(mixes.items()):
-        metrics = measure_models(*models, samples, seed + offset, threshold, noise_mix=parse_noise_mix(text))
+        mix = parse_noise_mix(text)
+        metrics = measure_models(*models, samples, seed + offset, threshold, noise_mix=mix, video=video)
         yield "| " + " | ".join(table_row(name, metrics, threshold)) + " |"
 
 
@@ -73,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--mix", action="append", default=[], metavar="NAME=KIND=W,...", help="an extra mix")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--video", action="store_true", help="clips of the demo world instead of images")
+    parser.add_argument("--frames", type=int, default=8, help="with --video: frames sampled per clip")
+    parser.add_argument("--caption-frames", default="spread", help="with --video: middle, spread or all")
     args = parser.parse_args(argv)
+    video = VideoConfig(frames=args.frames, caption_frames=args.caption_frames) if args.video else None
 
     import torch
 
@@ -82,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     for extra in args.mix:
         name, _, text = extra.partition("=")
         mixes[name] = text
-    print(f"models {args.models}, {args.samples} fresh images per mix, threshold {args.threshold}\n")
-    for line in noise_table(load_models(args.models), mixes, args.samples, args.seed, args.threshold):
+    what = f"clips ({video.frames} frames, captions from {video.caption_frames})" if video else "images"
+    print(f"models {args.models}, {args.samples} fresh {what} per mix, threshold {args.threshold}\n")
+    for line in noise_table(load_models(args.models), mixes, args.samples, args.seed, args.threshold, video):
         print(line, flush=True)
     print("\ncells: accuracy of kept captions / clean yield (right captions kept / images)")
     return 0

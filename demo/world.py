@@ -136,13 +136,17 @@ def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]|_", " ", text.lower()).split())
 
 
-def _draw_thing(draw: ImageDraw.ImageDraw, thing: Thing, rng: random.Random, side: int) -> None:
+def place(thing: Thing, rng: random.Random, side: int) -> tuple[float, float, float]:
+    """Where ``thing`` is drawn in an image of ``side`` pixels: its centre and half its size, jittered."""
     half = side * SIZE_FRACTION[thing.size] * rng.uniform(0.92, 1.08) / 2
     cx, cy = SLOT_CENTRE[thing.position]
     # Jitter the centre a little so that no two images of the same caption are identical; the bounds keep
     # two large objects from touching.
-    cx = side * (cx + rng.uniform(-0.03, 0.03))
-    cy = side * (cy + rng.uniform(-0.03, 0.03))
+    return side * (cx + rng.uniform(-0.03, 0.03)), side * (cy + rng.uniform(-0.03, 0.03)), half
+
+
+def draw_thing(draw: ImageDraw.ImageDraw, thing: Thing, cx: float, cy: float, half: float) -> None:
+    """Draw ``thing``'s shape in its colour, centred at (``cx``, ``cy``), ``2 * half`` pixels across."""
     box = (cx - half, cy - half, cx + half, cy + half)
     fill = COLOURS[thing.colour]
     if thing.shape == "circle":
@@ -170,7 +174,7 @@ def render(scene: Scene, size: int = IMAGE_SIZE) -> Image.Image:
     image = Image.new("RGB", (size, size), COLOURS[scene.background])
     draw = ImageDraw.Draw(image)
     for thing in scene.things:
-        _draw_thing(draw, thing, rng, size)
+        draw_thing(draw, thing, *place(thing, rng, size))
     return image
 
 
@@ -335,8 +339,9 @@ def make_sample(
     correct_fraction: float = 0.4,
     noise_mix: dict[str, float] | None = None,
     world: str = "default",
+    video: bool = False,
 ) -> dict[str, bytes]:
-    """One WebDataset sample as ``{member name: bytes}``: image, web caption (unless missing) and json.
+    """One WebDataset sample as ``{member name: bytes}``: image (or clip), web caption (unless missing) and json.
 
     Args:
         key: the sample key, e.g. ``00000_000012``.
@@ -344,15 +349,22 @@ def make_sample(
         correct_fraction: the probability that the web caption is the canonical one.
         noise_mix: weights per noise kind (``parse_noise_mix``), used instead of ``correct_fraction``.
         world: one of ``WORLDS``; the json names it unless it is the default (whose bytes stay as they were).
+        video: a clip of the scene (``video_world``: objects and camera moving) instead of a still image.
     """
     scene = sample_scene(rng, world)
     kind = noise_kind(rng, correct_fraction, noise_mix)
     text = web_caption(scene, kind, rng, world)
-    fmt = "png" if rng.random() < PNG_FRACTION else "jpg"
+    if video:
+        from .video_world import make_clip
+
+        fmt, media = make_clip(scene, rng)
+    else:
+        fmt = "png" if rng.random() < PNG_FRACTION else "jpg"
+        media = encode_image(render(scene), fmt)
     meta = {"gt_caption": canonical_caption(scene), "noise": kind, "url": f"https://demo.capfilt/{key}.{fmt}"}
     if world != "default":
         meta["world"] = world
-    members = {f"{key}.{fmt}": encode_image(render(scene), fmt)}
+    members = {f"{key}.{fmt}": media}
     if text is not None:
         members[f"{key}.txt"] = text.encode("utf-8")
     members[f"{key}.json"] = json.dumps(meta, sort_keys=True).encode("utf-8")
@@ -367,6 +379,7 @@ def write_demo_shards(
     correct_fraction: float = 0.4,
     noise_mix: dict[str, float] | None = None,
     world: str = "default",
+    video: bool = False,
 ) -> list[str]:
     """Write ``shards`` demo WebDataset tars ``00000.tar``, ``00001.tar``, ... into ``output_dir``.
 
@@ -383,6 +396,7 @@ def write_demo_shards(
         noise_mix: weights per noise kind (``parse_noise_mix``), replacing ``correct_fraction``: other
             proportions of the same kinds of damage.
         world: one of ``WORLDS``.
+        video: clips (mp4, some webm) instead of images.
 
     Returns:
         The paths of the tars, in order.
@@ -402,7 +416,7 @@ def write_demo_shards(
         with open(temp, "wb") as handle, DeterministicTarWriter(handle) as writer:
             for index in range(samples_per_shard):
                 for name, data in make_sample(
-                    f"{shard:05d}_{index:06d}", rng, correct_fraction, noise_mix, world
+                    f"{shard:05d}_{index:06d}", rng, correct_fraction, noise_mix, world, video
                 ).items():
                     writer.add(name, data)
         os.replace(temp, path)

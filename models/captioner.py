@@ -47,11 +47,13 @@ class Captioner:
         model, processor, device = load_blip(BlipForConditionalGeneration, name, device, dtype, trust_remote_code)
         return cls(model, processor, device, **options)
 
-    def caption(self, images: list, seed: int) -> list[list[str]]:
-        """``num_captions`` captions for each image, the same for the same images and ``seed``."""
+    def caption(self, images: list, seed: int, num_captions: int | None = None) -> list[list[str]]:
+        """``num_captions`` captions for each image (default: the captioner's), the same for the same images
+        and ``seed``."""
         import torch
 
-        if not images or self.num_captions == 0:
+        n = self.num_captions if num_captions is None else num_captions
+        if not images or n == 0:
             return [[] for _ in images]
         text = [self.prompt] * len(images) if self.prompt else None
         inputs = self.processor(images=images, text=text, return_tensors="pt").to(self.device)
@@ -66,7 +68,7 @@ class Captioner:
                 do_sample=True,
                 top_p=self.top_p,
                 top_k=0,
-                num_return_sequences=self.num_captions,
+                num_return_sequences=n,
                 min_new_tokens=self.min_length,
                 max_new_tokens=self.max_length,
             )
@@ -74,5 +76,4 @@ class Captioner:
         start = prompt_ids.shape[1] - 1 if prompt_ids is not None else 1
         texts = self.processor.batch_decode(output[:, start:], skip_special_tokens=True)
         texts = [" ".join(t.split()) for t in texts]
-        n = self.num_captions
         return [texts[i * n : (i + 1) * n] for i in range(len(images))]

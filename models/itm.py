@@ -37,8 +37,9 @@ class ItmScorer:
         return cls(model, processor, device, **options)
 
     def vision_states(self, images: list):
-        """The vision tower's last hidden states of ``images``, for ``score`` and for the ITC head of the same
-        model (``models.similarity.ItcSimilarity``) to share."""
+        """The vision tower's last hidden states of ``images`` (a clip's frames are images here), for ``score``
+        and ``score_clips`` and for the ITC head of the same model (``models.similarity.ItcSimilarity``) to
+        share."""
         import torch
 
         with self._lock, torch.inference_mode():
@@ -47,22 +48,43 @@ class ItmScorer:
     def score(self, images: list, candidates: list[list[str]], vision_states=None) -> list[list[float]]:
         """For each image, the match probability of each of its candidate captions, in order;
         ``vision_states`` (from ``vision_states(images)``) spares the vision pass."""
+        return self.score_clips([[image] for image in images], candidates, vision_states)
+
+    def score_clips(self, clips: list[list], candidates: list[list[str]], vision_states=None) -> list[list[float]]:
+        """For each clip (a list of frames; an image is a clip of one), the mean over its frames of each
+        candidate's match probability, in order: a caption must fit the whole clip, not one moment of it.
+
+        Each frame's vision features are computed once (or taken from ``vision_states`` of all frames, in
+        order) and reused for every candidate; vision passes take ``batch_size`` frames at a time and text
+        passes ``batch_size`` frame-caption pairs.
+        """
         import torch
 
-        pairs = [(i, text) for i, texts in enumerate(candidates) for text in texts]
+        frames = [frame for clip in clips for frame in clip]
+        first = [0]
+        for clip in clips:
+            first.append(first[-1] + len(clip))
+        # One pair per candidate and frame, grouped by (clip, candidate) in order, frames in clip order.
+        pairs = [
+            (f, text) for c, texts in enumerate(candidates) for text in texts for f in range(first[c], first[c + 1])
+        ]
         # Pairs of similar length share a text batch, so little of each batch is padding.
         order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][1]))
         scores: list[float] = [0.0] * len(pairs)
         with self._lock, torch.inference_mode():
-            features = self._image_features(images) if vision_states is None else vision_states
+            features = self._image_features(frames) if vision_states is None else vision_states
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
                 for k, value in zip(chunk, self._score_pairs(features, [pairs[k] for k in chunk]), strict=True):
                     scores[k] = value
         out, position = [], 0
-        for texts in candidates:
-            out.append(scores[position : position + len(texts)])
-            position += len(texts)
+        for c, texts in enumerate(candidates):
+            n = first[c + 1] - first[c]
+            means = []
+            for _ in texts:
+                means.append(sum(scores[position : position + n]) / n if n else 0.0)
+                position += n
+            out.append(means)
         return out
 
     def _image_features(self, images: list):

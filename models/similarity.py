@@ -96,6 +96,21 @@ class CandidateEmbeddings:
     def text(self, text: str):
         return self.texts[self.row[text]]
 
+    def pooled(self, sizes: list[int]) -> CandidateEmbeddings:
+        """One image row per clip, the clips being ``sizes`` consecutive rows each: the mean of the frames'
+        normalised embeddings, normalised again (CLIP4Clip's meanP). A clip of one frame keeps its row as is."""
+        import torch
+        from torch.nn.functional import normalize
+
+        if all(size == 1 for size in sizes):
+            return self
+        rows, start = [], 0
+        for size in sizes:
+            frames = self.images[start : start + size]
+            rows.append(frames[0] if size == 1 else normalize(frames.mean(dim=0), dim=-1))
+            start += size
+        return CandidateEmbeddings(torch.stack(rows), self.texts, self.row)
+
     def similarities(self, image: int, texts: list[str]) -> list[float]:
         """Cosines of image ``image`` with each of ``texts``."""
         if not texts:

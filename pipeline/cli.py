@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="weights per noise kind instead of --correct-fraction, e.g. correct=0.3,one_word_off=0.5,other_image=0.2",
     )
     demo.add_argument("--world", default="default", help="default, or lookalike: two objects one attribute apart")
+    demo.add_argument("--video", action="store_true", help="clips of the world (mp4, some webm) instead of images")
 
     evaluate = commands.add_parser("eval", help="demo world only: caption quality against ground truth")
     evaluate.add_argument("output_dir")

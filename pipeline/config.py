@@ -109,6 +109,43 @@ class DecodeConfig:
         ]
 
 
+CAPTION_FRAMES = ("middle", "spread", "all")
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """How video samples are sampled into frames, and the limits past which a video is dropped with a reason.
+
+    ``frames`` frames are sampled uniformly over the clip (BLIP's video retrieval takes 8); with ``fps`` they are
+    that many per second instead, never more than ``frames`` (CLIP4Clip's scheme). ``caption_frames`` says which
+    frames the captioner writes from (README, "Video samples").
+    """
+
+    frames: int = 8
+    fps: float | None = None
+    caption_frames: str = "spread"
+    max_seconds: float = 600.0
+    max_pixels: int = 8_847_360  # 4096x2160, DCI 4K: the largest common video frame
+    max_member_bytes: int = 1 << 30
+    decode_seconds: float = 60.0  # wall-clock limit on reading one video, so a hostile file cannot stall a shard
+
+    def check(self) -> list[tuple[str, str]]:
+        problems = [
+            *_range("frames", self.frames, 1, 256),
+            *_range("max_seconds", self.max_seconds, 1e-3, 10**7),
+            *_range("max_pixels", self.max_pixels, 1, 10**10),
+            *_range("max_member_bytes", self.max_member_bytes, 1, 1 << 40),
+            *_range("decode_seconds", self.decode_seconds, 1e-6, 86_400),
+        ]
+        if self.fps is not None:
+            problems += _range("fps", self.fps, 1e-3, 1000)
+        if self.caption_frames not in CAPTION_FRAMES:
+            problems.append(
+                ("caption_frames", f"must be one of {', '.join(CAPTION_FRAMES)}, not {self.caption_frames!r}")
+            )
+        return problems
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     """Where and how the models run in each worker."""
@@ -174,6 +211,7 @@ class DemoDataConfig:
     samples_per_shard: int = 64
     seed: int = 0
     correct_fraction: float = 0.4
+    video: bool = False  # clips (mp4/webm) of the demo world instead of images
 
     def check(self) -> list[tuple[str, str]]:
         return [
@@ -198,6 +236,7 @@ class RunConfig:
     filter: FilterConfig = field(default_factory=FilterConfig)
     similarity: SimilarityConfig = field(default_factory=SimilarityConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     gates: GatesConfig = field(default_factory=GatesConfig)
     demo_data: DemoDataConfig | None = None
@@ -233,6 +272,8 @@ class RunConfig:
         # Settings added later are recorded only when used, so folders made before them still resume.
         if self.filter.score == "itm":
             del settings["filter"]["score"]
+        if self.video != VideoConfig():
+            settings["video"] = dataclasses.asdict(self.video)
         if self.similarity.enabled:
             settings["similarity"] = dataclasses.asdict(self.similarity)
         return settings

@@ -8,13 +8,19 @@ DROP_REASONS = {
     "below_threshold": "no candidate reached filter.threshold (policies best, all), or select's --threshold",
     "below_fraction": "outside the pool's best --keep-fraction in capfilt select",
     "no_caption": "no usable web caption and no synthetic caption",
-    "no_image": "no image member, or only a link to one",
+    "no_image": "no image or video member, or only a link to one",
     "undecodable_image": "the image bytes do not decode",
     "image_too_large": "over decode.max_pixels, refused from the header before decoding",
     "invalid_json": "the json member is not UTF-8 JSON or not an object",
     "unsafe_path": "the key is absolute or contains '..'",
     "duplicate_key": "the key appeared earlier in the same shard",
     "truncated": "the archive ends inside this sample",
+    "no_video_stream": "the video member holds no video stream (audio only, or nothing)",
+    "undecodable_video": "the video member does not open as a video container, or no frame of it decodes",
+    "video_cut_short": "the video file ends before its header or index says: a packet cut off, or frames short",
+    "video_too_large": "over video.max_pixels from the stream header, or the member over video.max_member_bytes",
+    "video_too_long": "over video.max_seconds, from the header or the packets",
+    "video_decode_timeout": "reading the video took longer than video.decode_seconds",
 }
 
 NOTES = {

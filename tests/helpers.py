@@ -10,10 +10,11 @@ import random
 import struct
 import tarfile
 import zlib
+from fractions import Fraction
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from PIL import Image
+from PIL import Image, ImageStat
 
 from capfilt.pipeline.cli import main
 from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
@@ -271,3 +272,81 @@ def write_messy_input(inp: Path) -> dict:
     write_shard(inp / "00003.tar", [])
     (inp / "00004.tar").write_bytes(b"<html><body>503 Service Unavailable</body></html>\n" * 30)
     return expected
+
+
+# ---- videos ----
+
+
+def grey_frames(count: int, size=(64, 48)) -> list[Image.Image]:
+    """Frames whose grey level says their index (8 per frame), so a test can tell which frames were sampled."""
+    return [Image.new("RGB", size, (8 * i % 256,) * 3) for i in range(count)]
+
+
+def frame_index(image: Image.Image) -> int:
+    """The index ``grey_frames`` painted into a decoded frame (codecs move grey levels by a step or two)."""
+    return round(ImageStat.Stat(image.convert("L")).mean[0] / 8)
+
+
+def clip_bytes(frames: list[Image.Image], fmt="mp4", codec="libx264", fps=12, options=None, times=None, path=None):
+    """``frames`` encoded with PyAV, bitexact; ``times`` (seconds, one per frame) gives a variable frame rate.
+    With ``path`` the file is written there first (mp4's faststart needs a file it can rewrite)."""
+    import av
+
+    target = path or io.BytesIO()
+    container_options = {"fflags": "+bitexact", **({"movflags": "+faststart"} if path else {})}
+    with av.open(target, "w", format=fmt, options=container_options) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = frames[0].size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.thread_count = 1
+        stream.options = options or {}
+        if times is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_image(image)
+            if times is not None:
+                frame.pts, frame.time_base = round(times[i] * 1000), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return Path(path).read_bytes() if path else target.getvalue()
+
+
+def webm_bytes(frames: list[Image.Image]) -> bytes:
+    return clip_bytes(frames, "webm", "libvpx-vp9", options={"deadline": "realtime", "cpu-used": "8"})
+
+
+def audio_only_mp4() -> bytes:
+    """An mp4 holding one AAC audio stream of a second of silence, and no video."""
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4", options={"fflags": "+bitexact"}) as container:
+        stream = container.add_stream("aac", rate=8000)
+        stream.layout = "mono"
+        for start in range(0, 8000, 1024):
+            frame = av.AudioFrame(format="fltp", layout="mono", samples=1024)
+            frame.planes[0].update(bytes(4096))
+            frame.sample_rate, frame.pts = 8000, start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def no_decodable_frame(data: bytes) -> bytes:
+    """An mp4 (index at the end, as muxed) whose packets are all zeros: it opens and demuxes, nothing decodes."""
+    start = data.index(b"mdat") + 4
+    end = data.index(b"moov") - 4
+    return data[:start] + bytes(end - start) + data[end:]
+
+
+def rotated_mp4(data: bytes, clockwise: int = 90) -> bytes:
+    """``data`` with the track's display matrix set to turn it ``clockwise`` degrees, as a phone writes portrait
+    video: the pixels stay as stored, the player turns them."""
+    a, b, c, d = {90: (0, 1, -1, 0), 180: (-1, 0, 0, -1), 270: (0, -1, 1, 0)}[clockwise]
+    at = data.index(b"tkhd") + 4 + 40  # version/flags, times, ids, duration, layer, volume: 40 bytes
+    matrix = struct.pack(">9i", a << 16, b << 16, 0, c << 16, d << 16, 0, 0, 0, 1 << 30)
+    return data[:at] + matrix + data[at + 36 :]

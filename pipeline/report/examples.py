@@ -5,10 +5,15 @@ from __future__ import annotations
 import base64
 import io
 
+from PIL import Image
+
+from ..config import VideoConfig
 from ..shard.decode import open_image
 from ..shard.sample import Sample
+from ..shard.video import VideoRefused, read_clip
 
 THUMBNAIL_PIXELS = 128
+STRIP_FRAME_PIXELS = 72  # each frame of a video's strip
 
 
 class ExamplePicker:
@@ -18,11 +23,13 @@ class ExamplePicker:
     Args:
         shard: the shard's name, recorded with each example.
         max_pixels: the decode pixel limit (thumbnails are made from the original bytes).
+        video: how a video's frames are sampled; a video example shows them as a strip.
         per_kind: examples kept of each kind (kept / dropped).
     """
 
-    def __init__(self, shard: str, max_pixels: int, per_kind: int = 3):
+    def __init__(self, shard: str, max_pixels: int, video: VideoConfig | None = None, per_kind: int = 3):
         self.shard, self.max_pixels, self.per_kind = shard, max_pixels, per_kind
+        self.video = video or VideoConfig()
         self.kept: list[dict] = []
         self.dropped: list[dict] = []
         self._reasons: set[str] = set()
@@ -53,8 +60,17 @@ class ExamplePicker:
             "synthetic": [
                 {"text": t, "score": s} for t, s in zip(sample.synthetic, sample.synthetic_scores, strict=True)
             ],
-            "thumbnail": self._thumbnail(sample),
+            "media": sample.media,
+            "frames": sample.frame_count,
+            "duration": sample.duration,
+            "thumbnail": self._picture(sample),
         }
+
+    def _picture(self, sample: Sample) -> str | None:
+        if sample.media != "video":
+            return self._thumbnail(sample)
+        # A video refused while decoding (too long, too slow, damaged) is not read a second time for the report.
+        return self._strip(sample) if sample.frame_count else None
 
     def _thumbnail(self, sample: Sample) -> str | None:
         data = sample.members.get(sample.image_ext) if sample.image_ext else None
@@ -62,6 +78,30 @@ class ExamplePicker:
         if image is None:
             return None
         image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=80)
-        return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+        return _data_url(image)
+
+    def _strip(self, sample: Sample) -> str | None:
+        """The frames the models saw, side by side, sampled again from the original bytes (the decoded frames
+        are gone by the time a sample is written)."""
+        data = sample.members.get(sample.image_ext) if sample.image_ext else None
+        try:
+            frames = read_clip(data, self.video).frames if data else []
+        except VideoRefused:
+            return None
+        if not frames:
+            return None
+        for frame in frames:
+            frame.thumbnail((STRIP_FRAME_PIXELS, STRIP_FRAME_PIXELS))
+        height = max(f.height for f in frames)
+        strip = Image.new("RGB", (sum(f.width for f in frames) + 2 * (len(frames) - 1), height), (160, 160, 160))
+        x = 0
+        for frame in frames:
+            strip.paste(frame, (x, (height - frame.height) // 2))
+            x += frame.width + 2
+        return _data_url(strip)
+
+
+def _data_url(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()

@@ -17,6 +17,7 @@ h2{font-size:16px;margin:0 0 12px}.cards{display:flex;gap:12px;flex-wrap:wrap}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:12px}
 .ex{border:1px solid #e1e4ea;border-radius:6px;padding:10px;display:flex;gap:10px}
 .ex img,.noimg{width:96px;height:96px;object-fit:contain;background:#eee;border-radius:4px;flex:none}
+.ex.video{flex-direction:column}.ex img.strip{width:auto;max-width:100%;height:auto;object-fit:initial}
 .noimg{display:flex;align-items:center;justify-content:center;color:#8a93a5;font-size:11px;text-align:center}
 .ex ul{margin:4px 0 0;padding-left:16px}.ex li{margin:1px 0}.chosen{font-weight:600}
 .badge{display:inline-block;border-radius:10px;padding:0 8px;font-size:11px;color:#fff}
@@ -204,10 +205,16 @@ def _examples(title: str, examples: list[dict]) -> str:
         return f"<section><h2>{title}</h2><p class='muted'>None.</p></section>"
     cards = []
     for e in examples:
+        video = e.get("media") == "video"
         image = (
-            f"<img alt='{escape(e['key'])}' src='{e['thumbnail']}'>"
+            f"<img {'class=strip ' if video else ''}alt='{escape(e['key'])}' src='{e['thumbnail']}'>"
             if e.get("thumbnail")
-            else "<div class='noimg'>no image</div>"
+            else f"<div class='noimg'>no {'frames' if video else 'image'}</div>"
+        )
+        clip = (
+            f" <span class='muted'>{e['frames']} frames of {e['duration']:.1f} s</span>"
+            if video and e.get("frames")
+            else ""
         )
         kept = e["status"] == "kept"
         badge = f"<span class='badge {'kept' if kept else 'dropped'}'>{escape(e['status'])}</span>"
@@ -230,7 +237,7 @@ def _examples(title: str, examples: list[dict]) -> str:
             )
         error = f"<div class='muted'>{escape(e['error'])}</div>" if e.get("error") else ""
         cards.append(
-            f"<div class='ex'>{image}<div>{badge} <span class='muted'>{escape(e['shard'])}/"
-            f"{escape(e['key'])}</span><ul>{''.join(items)}</ul>{error}</div></div>"
+            f"<div class='ex{' video' if video else ''}'>{image}<div>{badge} <span class='muted'>{escape(e['shard'])}/"
+            f"{escape(e['key'])}</span>{clip}<ul>{''.join(items)}</ul>{error}</div></div>"
         )
     return f"<section><h2>{title}</h2><div class='grid'>{''.join(cards)}</div></section>"

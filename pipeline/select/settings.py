@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from apache_beam.io.filesystems import FileSystems
 
 from .. import storage
-from ..config import SCORE_RANGES, settings_fingerprint
+from ..config import SCORE_RANGES, VideoConfig, settings_fingerprint
 from ..errors import ConfigError, UsageError
 from ..report.build import REPORT_JSON, require_output
 from ..shard.writer import output_paths
@@ -52,6 +52,11 @@ class SelectConfig:
     @property
     def max_member_bytes(self) -> int:
         return self.source.get("decode", {}).get("max_member_bytes", 64 << 20)
+
+    @property
+    def video(self) -> VideoConfig:
+        """The scored run's video settings (the defaults for a folder scored before videos were read)."""
+        return VideoConfig(**self.source.get("video", {}))
 
     def shard_path(self, name: str) -> str:
         return storage.join(self.scored_dir, f"{name}.tar")

@@ -40,9 +40,10 @@ def selection_keys(name: str, config: SelectConfig) -> tuple[str, np.ndarray]:
     return name, order_keys(np.array([s for s in scores if s is not None], dtype=np.float64))
 
 
-def sample_from_row(row: dict, members: dict[str, bytes] | None) -> Sample:
+def sample_from_row(row: dict, members: dict[str, bytes] | None, frame_times: list[float] = ()) -> Sample:
     """The Sample a parquet row records, live again when it was kept (so ``decide`` can choose anew), with
-    ``members`` read from the scored tar (names only for a dropped sample, whose bytes were never written)."""
+    ``members`` read from the scored tar (names only for a dropped sample, whose bytes were never written) and a
+    clip's ``frame_times`` (its scored json holds them, the row does not)."""
     parts = row["error"].split("; ") if row["error"] else []
     notes = [p for p in parts if p.split(":", 1)[0] in NOTES]
     sample = Sample(
@@ -58,12 +59,23 @@ def sample_from_row(row: dict, members: dict[str, bytes] | None) -> Sample:
         synthetic_scores=row["synthetic_scores"] or [],
         web_similarity=row["web_similarity"],
         synthetic_similarities=row["synthetic_similarities"] or [],
+        # Folders scored before videos were read have no such columns.
+        media=row.get("media"),
+        frame_count=row.get("frames"),
+        duration=row.get("duration"),
+        frame_times=list(frame_times),
     )
     if row["status"] == "kept":
         sample.meta = json.loads(row["json"]) if row["json"] else {}
     else:
         sample.status, sample.decision = row["status"], Decision(None, reason=row["status"])
     return sample
+
+
+def _frame_times(written: Sample | None) -> list[float]:
+    """When a kept clip's scored frames were shown, from the ``capfilt`` object the scored run wrote."""
+    data = written.members.get("json") if written else None
+    return json.loads(data).get("capfilt", {}).get("video", {}).get("times", []) if data else []
 
 
 def _input_members(row: dict, scored: Sample) -> dict[str, bytes]:
@@ -99,15 +111,16 @@ def select_shard(name: str, config: SelectConfig, cut: Cut, output_dir: str) -> 
         shards=1, failed_shards=[name] * (status == "failed"), truncated_shards=[name] * (status == "truncated")
     )
     writer = ShardWriter(output_dir, name, config.policy, config.score, config.embeddings)
-    examples = ExamplePicker(name, config.source.get("decode", {}).get("max_pixels", 89_478_485))
+    examples = ExamplePicker(name, config.source.get("decode", {}).get("max_pixels", 89_478_485), config.video)
     embeddings = None
     ties_kept, kept_index = 0, 0
     try:
         with storage.open_raw(config.shard_path(name)) as stream:
-            scored = iter(TarSamples(stream, config.max_member_bytes))
+            scored = iter(TarSamples(stream, config.max_member_bytes, config.video.max_member_bytes))
             for row in read_rows(config, name):
-                members = _input_members(row, next(scored)) if row["status"] == "kept" else None
-                sample = sample_from_row(row, members)
+                written = next(scored) if row["status"] == "kept" else None
+                members = _input_members(row, written) if written else None
+                sample = sample_from_row(row, members, _frame_times(written))
                 if sample.live:
                     if config.embeddings:
                         embeddings = embeddings or _embeddings(config, name)

@@ -16,32 +16,72 @@ def batch_seed(seed: int, shard: str, batch_index: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def caption_batch(batch: list[Sample], captioner, seed: int) -> None:
+def caption_frames(frames: int, mode: str, num_captions: int) -> list[tuple[int, int]]:
+    """Which frames of a clip of ``frames`` the captioner writes from, as ``(frame, captions)`` pairs.
+
+    ``middle``: every caption from the middle frame. ``spread``: one caption from each of ``num_captions``
+    frames spread evenly over the clip, so the candidates come from different moments and the filter, which
+    scores each against every frame, keeps one that holds for the whole clip. ``all``: ``num_captions`` from
+    every frame (repeats removed afterwards). An image is a clip of one frame.
+    """
+    if num_captions == 0 or frames == 0:
+        return []
+    if mode == "middle" or frames == 1:
+        return [(frames // 2, num_captions)]
+    if mode == "spread":
+        return [(int((j + 0.5) * frames / num_captions), 1) for j in range(num_captions)]
+    if mode == "all":
+        return [(f, num_captions) for f in range(frames)]
+    raise ValueError(f"unknown caption_frames {mode!r}")
+
+
+def caption_batch(batch: list[Sample], captioner, seed: int, mode: str = "spread") -> None:
+    """Synthetic captions for each live sample: images as ever, videos from the frames ``caption_frames`` picks.
+
+    Frames captioned the same number of times share one ``generate`` call; the call with the most captions per
+    frame (every image's) gets ``seed``, so a batch of images is captioned exactly as before videos existed.
+    """
     live = [s for s in batch if s.live]
     if not live:
         return
-    for sample, captions in zip(live, captioner.caption([s.image for s in live], seed=seed), strict=True):
-        sample.synthetic = [c for c in captions if c]
+    jobs: dict[int, list[tuple[int, object]]] = {}  # captions per frame -> (sample, frame)
+    for position, sample in enumerate(live):
+        pictures = sample.pictures
+        for frame, count in caption_frames(len(pictures), mode, captioner.num_captions):
+            jobs.setdefault(count, []).append((position, pictures[frame]))
+    written: list[list[str]] = [[] for _ in live]
+    for number, count in enumerate(sorted(jobs, reverse=True)):
+        items = jobs[count]
+        captions = captioner.caption([frame for _, frame in items], seed=seed + number, num_captions=count)
+        for (position, _), texts in zip(items, captions, strict=True):
+            written[position] += texts
+    for sample, captions in zip(live, written, strict=True):
+        captions = [c for c in captions if c]
+        sample.synthetic = list(dict.fromkeys(captions)) if mode == "all" and sample.media == "video" else captions
 
 
 def score_batch(batch: list[Sample], scorer, similarity=None, keep_embeddings: bool = False) -> None:
     """ITM scores of every live sample's candidates, and their contrastive similarity when ``similarity`` is
-    given (its ITC head, when it is the filter's own, starts from the ITM pass's vision states)."""
+    given (its ITC head, when it is the filter's own, starts from the ITM pass's vision states). A video's
+    frames go through the vision tower once each; its scores pool over them."""
     live = [s for s in batch if s.live]
     if not live:
         return
     # Sampling often repeats a caption; each distinct text is scored once per image.
     candidates = [list(dict.fromkeys(([s.web_text] if s.web_text else []) + s.synthetic)) for s in live]
-    images = [s.image for s in live]
-    states = scorer.vision_states(images)
-    for sample, texts, scores in zip(live, candidates, scorer.score(images, candidates, states), strict=True):
+    clips = [s.pictures for s in live]
+    frames = [frame for clip in clips for frame in clip]
+    states = scorer.vision_states(frames)
+    for sample, texts, scores in zip(live, candidates, scorer.score_clips(clips, candidates, states), strict=True):
         score_of = dict(zip(texts, scores, strict=True))
         sample.web_score = score_of[sample.web_text] if sample.web_text else None
         sample.synthetic_scores = [score_of[text] for text in sample.synthetic]
     if similarity is None:
         return
-    embeddings = similarity.embed(images, candidates, states if similarity.reuses_vision_of(scorer) else None)
+    frame_embeddings = similarity.embed(frames, candidates, states if similarity.reuses_vision_of(scorer) else None)
     del states
+    # A clip's embedding is the mean of its frames' normalised embeddings (CLIP4Clip's meanP), normalised.
+    embeddings = frame_embeddings.pooled([len(clip) for clip in clips])
     for i, (sample, texts) in enumerate(zip(live, candidates, strict=True)):
         similarity_of = dict(zip(texts, embeddings.similarities(i, texts), strict=True))
         sample.web_similarity = similarity_of[sample.web_text] if sample.web_text else None
@@ -67,4 +107,4 @@ def decide(sample: Sample, policy: str, threshold: float, web_margin: float, by:
         sample.drop(sample.decision.reason)
     else:
         sample.status = "kept"
-        sample.image = None
+        sample.release_pixels()

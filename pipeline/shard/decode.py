@@ -8,13 +8,16 @@ import warnings
 
 from PIL import Image, ImageOps
 
-from ..config import DecodeConfig
+from ..config import DecodeConfig, VideoConfig
 from .reader import unsafe_key
 from .sample import IMAGE_EXTENSIONS, Sample
+from .video import VIDEO_EXTENSIONS, VideoRefused, read_clip
 
 
-def decode_sample(sample: Sample, limits: DecodeConfig) -> Sample:
-    """Fill ``web_text``, ``meta`` and ``image``; drop the sample with a reason when it cannot be used.
+def decode_sample(sample: Sample, limits: DecodeConfig, video: VideoConfig | None = None) -> Sample:
+    """Fill ``web_text``, ``meta`` and ``image`` (or a video's ``frames``); drop the sample with a reason when
+    it cannot be used. A sample with a video member is a video sample, whatever else it holds (video2dataset
+    may put a thumbnail beside the clip).
 
     A missing, blank or non-UTF-8 caption is not a reason to drop: the captioner may still give one.
     """
@@ -26,14 +29,43 @@ def decode_sample(sample: Sample, limits: DecodeConfig) -> Sample:
     _decode_text(sample)
     if not _decode_meta(sample):
         return sample
+    if sample.member(*VIDEO_EXTENSIONS) or _oversized_video(sample):
+        return decode_video(sample, video or VideoConfig())
     found = sample.member(*IMAGE_EXTENSIONS)
     if found is None:
         sample.drop("no_image", "no image member")
         return sample
     sample.image_ext, data = found
+    sample.media = "image"
     sample.image, reason, error = open_image(data, limits.max_pixels, limits.draft_size)
     if sample.image is None:
         sample.drop(reason, error)
+    else:
+        sample.frame_count = 1
+    return sample
+
+
+def _oversized_video(sample: Sample) -> bool:
+    return any(ext.lower() in VIDEO_EXTENSIONS for ext in sample.oversized)
+
+
+def decode_video(sample: Sample, config: VideoConfig) -> Sample:
+    """Sample a video member's frames (``video.read_clip``), or drop the sample with the reason it gives."""
+    sample.media = "video"
+    found = sample.member(*VIDEO_EXTENSIONS)
+    if found is None:
+        ext = next(e for e in sample.oversized if e.lower() in VIDEO_EXTENSIONS)
+        sample.image_ext = ext
+        sample.drop("video_too_large", f"the {ext} member is over video.max_member_bytes {config.max_member_bytes}")
+        return sample
+    sample.image_ext, data = found
+    try:
+        clip = read_clip(data, config)
+    except VideoRefused as refused:
+        sample.drop(refused.reason, refused.detail)
+        return sample
+    sample.frames, sample.frame_times, sample.duration = clip.frames, clip.times, clip.duration
+    sample.frame_count = len(clip.frames)
     return sample
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -21,8 +20,16 @@ from .writer import ShardWriter, output_paths
 
 
 def batched(items: Iterable[Sample], size: int) -> Iterator[list[Sample]]:
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
+    """Batches of samples holding ``size`` pictures, a video counting its sampled frames (an image, or a dropped
+    sample, one), so a batch of clips weighs on memory and the models as a batch of images does."""
+    batch, weight = [], 0
+    for sample in items:
+        batch.append(sample)
+        weight += len(sample.frames) or 1
+        if weight >= size:
+            yield batch
+            batch, weight = [], 0
+    if batch:
         yield batch
 
 
@@ -63,10 +70,10 @@ def process_shard(
     started = time.monotonic()
     stats = Stats(shards=1)
     writer = _writer(output_dir, name, config)
-    examples = ExamplePicker(name, config.decode.max_pixels)
+    examples = ExamplePicker(name, config.decode.max_pixels, config.video)
     try:
         with storage.open_raw(path) as stream:
-            reader = TarSamples(stream, config.decode.max_member_bytes)
+            reader = TarSamples(stream, config.decode.max_member_bytes, config.video.max_member_bytes)
             for batch in _annotated_batches(reader, name, config, models):
                 for sample in batch:
                     count_sample(stats, sample)
@@ -113,10 +120,10 @@ def _settings(config: RunConfig) -> dict:
 
 
 def _annotated_batches(samples: Iterable[Sample], name: str, config: RunConfig, models) -> Iterator[list[Sample]]:
-    decoded = (decode_sample(s, config.decode) for s in samples)
+    decoded = (decode_sample(s, config.decode, config.video) for s in samples)
     batches = prefetch(batched(decoded, config.captioner.batch_size), config.runtime.prefetch_batches)
     for index, batch in enumerate(batches):
-        caption_batch(batch, models.captioner, batch_seed(config.seed, name, index))
+        caption_batch(batch, models.captioner, batch_seed(config.seed, name, index), config.video.caption_frames)
         interrupt.raise_if_stopping()  # between the model stages too: a batch of a large model takes a while
         score_batch(batch, models.scorer, models.similarity, config.similarity.embeddings)
         f = config.filter

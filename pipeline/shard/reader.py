@@ -11,6 +11,7 @@ from typing import BinaryIO
 from braceexpand import braceexpand
 
 from .sample import Sample
+from .video import VIDEO_EXTENSIONS
 
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 # What a stream that ends early or is not gzip raises, besides tarfile's own errors.
@@ -62,20 +63,23 @@ def unsafe_key(key: str) -> bool:
 class TarSamples:
     """Streams a tar (plain or gzip) and yields one Sample per run of consecutive members sharing a key.
 
-    Links and special members are never read; members over ``max_member_bytes`` are skipped unread and
-    noted. A cut-off archive ends the stream: complete samples before the cut are yielded, the sample
-    being read when it broke is yielded with status ``truncated``, and ``truncation`` says what broke.
+    Links and special members are never read; members over ``max_member_bytes`` (video members: over
+    ``video_member_bytes``) are skipped unread and noted. A cut-off archive ends the stream: complete samples
+    before the cut are yielded, the sample being read when it broke is yielded with status ``truncated``, and
+    ``truncation`` says what broke.
     Iterating raises ShardFormatError when the stream is not a tar archive (that includes an empty file: a
     valid tar, even one with no member, has its end-of-archive blocks).
 
     Args:
         fileobj: a readable binary stream positioned at the start of the archive.
         max_member_bytes: the largest member read into memory.
+        video_member_bytes: the largest video member read (default: ``max_member_bytes``).
     """
 
-    def __init__(self, fileobj: BinaryIO, max_member_bytes: int):
+    def __init__(self, fileobj: BinaryIO, max_member_bytes: int, video_member_bytes: int | None = None):
         self._fileobj = fileobj
         self._max_member_bytes = max_member_bytes
+        self._video_member_bytes = video_member_bytes or max_member_bytes
         self.truncation = ""
 
     def __iter__(self) -> Iterator[Sample]:
@@ -130,8 +134,9 @@ class TarSamples:
     def _add_member(self, archive: tarfile.TarFile, info: tarfile.TarInfo, ext: str, sample: Sample) -> None:
         if not info.isfile():
             sample.note("link_member_ignored", f"{info.name} (not followed)")
-        elif info.size > self._max_member_bytes:
+        elif info.size > (self._video_member_bytes if ext.lower() in VIDEO_EXTENSIONS else self._max_member_bytes):
             sample.note("member_too_large", f"{info.name} ({info.size} bytes, not read)")
+            sample.oversized.append(ext)
         elif ext in sample.members:
             sample.note("duplicate_member_ignored", info.name)
         else:

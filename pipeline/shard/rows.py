@@ -25,6 +25,9 @@ ROW_SCHEMA = pa.schema(
         ("image_ext", pa.string()),
         ("members", pa.list_(pa.string())),
         ("json", pa.string()),
+        ("media", pa.string()),
+        ("frames", pa.int32()),
+        ("duration", pa.float64()),
     ]
 )
 
@@ -53,6 +56,9 @@ def sample_row(sample: Sample) -> dict:
         "image_ext": sample.image_ext,
         "members": list(sample.members),
         "json": sample.meta_text,
+        "media": sample.media,
+        "frames": sample.frame_count,
+        "duration": sample.duration,
     }
 
 

@@ -26,6 +26,12 @@ class Sample:
     detail: str = ""  # why the sample was dropped, in words
     image_ext: str | None = None
     image: Any = None  # a decoded RGB PIL image while the sample is live
+    media: str | None = None  # "image" or "video", once the media member is found
+    frames: list = field(default_factory=list)  # a video's sampled RGB frames while the sample is live
+    frame_times: list[float] = field(default_factory=list)  # when each sampled frame is shown, in seconds
+    frame_count: int | None = None  # frames the models saw: 1 for an image
+    duration: float | None = None  # a video's length in seconds
+    oversized: list[str] = field(default_factory=list)  # extensions of members skipped for their size
     web_text: str | None = None
     meta: dict | None = None
     meta_text: str | None = None
@@ -48,7 +54,16 @@ class Sample:
         if reason not in DROP_REASONS:
             raise ValueError(f"{reason!r} is not a drop reason (reasons.DROP_REASONS)")
         self.status, self.detail = reason, detail
-        self.image = None
+        self.release_pixels()
+
+    def release_pixels(self) -> None:
+        """Forget the decoded pixels once no stage needs them, so a batch's memory goes with it."""
+        self.image, self.frames = None, []
+
+    @property
+    def pictures(self) -> list:
+        """What the models look at: the image, or a video's sampled frames."""
+        return [self.image] if self.image is not None else self.frames
 
     def note(self, kind: str, detail: str = "") -> None:
         """Record something that went wrong without dropping the sample (``kind`` from ``reasons.NOTES``)."""

@@ -47,6 +47,8 @@ def capfilt_record(sample: Sample, policy: str, by: str = "itm") -> dict:
     }
     if has_similarity:
         record["by"] = by
+    if sample.media == "video":  # which moments of the clip the scores were read from
+        record["video"] = {"frames": sample.frame_count, "times": sample.frame_times, "duration": sample.duration}
     if policy == "all":
         record["kept"] = [candidate(c.text, *sample.scores_of(c.text), source=c.source) for c in decision.kept]
     return record
