@@ -106,6 +106,7 @@ def _run(args, beam_args: list[str]) -> int:
     preflight.check_models(config)
     if local:
         preflight.check_device(config.runtime.device)
+        config = config.resolved()  # dtype auto: recorded as what this machine runs
     input_pattern, output_dir = config.input, config.output
     demo_input = input_pattern is None and config.demo_data is not None
     if demo_input:

@@ -87,6 +87,10 @@ class CleanShardFn(beam.DoFn):
         self._models = None
         self._counters = {}
 
+    def setup(self):
+        # A remote worker resolves dtype auto for its own device, so its shards record what it ran.
+        self.config = self.config.resolved()
+
     def _counter(self, name: str):
         if name not in self._counters:
             self._counters[name] = Metrics.counter(NAMESPACE, name)
