@@ -80,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "run":
-            return _run(args, beam_args)
+            from .collector import paused
+
+            with paused():  # until the job starts (_run resumes it): Beam's import is most of the time before
+                return _run(args, beam_args)
         if args.command == "demo-data":
             from ..demo.commands import demo_data
 
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, beam_args: list[str]) -> int:
-    from . import preflight
+    from . import collector, preflight
 
     config = load_config(args.pipeline, args.config, args.overrides, input=args.input, output=args.output)
     preflight.check_runner(config, beam_args)
@@ -128,6 +131,7 @@ def _run(args, beam_args: list[str]) -> int:
     if done:
         console.say(f"capfilt: {len(done)} shard(s) already complete there, skipped (--overwrite redoes them)")
     _unmark_success(output_dir)
+    collector.resume()
     stopped, failed = _run_job(config, shards, output_dir, args.overwrite, beam_args, len(shards) - len(done), local)
     if stopped is not None:
         return _interrupted(stopped, shards, output_dir, local)

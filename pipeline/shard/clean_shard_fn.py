@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 
@@ -10,6 +9,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
+from .. import collector
 from ..config import RunConfig
 from ..interrupt import raise_if_stopping
 from ..report.progress import WorkerProgress
@@ -50,12 +50,21 @@ def load_models(config: RunConfig, threads: int) -> LoadedModels:
         max_length=c.max_length,
     )
     scorer = ItmScorer.from_pretrained(f.model, **runtime, batch_size=f.batch_size, max_text_tokens=f.max_text_tokens)
-    # torch, transformers and Beam leave ~3500 modules of long-lived objects. Freezing them keeps the cyclic
-    # collector from rescanning them in every full collection, and cuts a worker process's exit (where the
-    # interpreter's final collections walked them all) from ~1.3 s to ~0.2 s; the local multi-process runner
-    # stops its workers one after another, so that was paid once per worker at the end of every run.
-    gc.freeze()
     return LoadedModels(captioner, scorer)
+
+
+def load_models_once(config: RunConfig, threads: int) -> LoadedModels:
+    """``load_models`` with the collector paused (torch and transformers import inside), then its objects frozen.
+
+    torch, transformers and Beam leave ~3500 modules of long-lived objects. Freezing them keeps the cyclic
+    collector from rescanning them in every full collection, and cuts a worker process's exit (where the
+    interpreter's final collections walked them all) from ~1.3 s to ~0.2 s; the local multi-process runner
+    stops its workers one after another, so that was paid once per worker at the end of every run.
+    """
+    with collector.paused():
+        models = load_models(config, threads)
+        collector.settle()
+    return models
 
 
 class CleanShardFn(beam.DoFn):
@@ -104,7 +113,7 @@ class CleanShardFn(beam.DoFn):
         raise_if_stopping()
         if self._models is None:
             tag = repr((self.config.captioner, self.config.filter, self.config.runtime, self.threads))
-            self._models = self._shared.acquire(lambda: load_models(self.config, self.threads), tag=tag)
+            self._models = self._shared.acquire(lambda: load_models_once(self.config, self.threads), tag=tag)
         progress = WorkerProgress.for_folder(self.progress_dir) if self.progress_dir else None
         started = time.monotonic()
         stats = process_shard(
