@@ -4,6 +4,7 @@ nothing (goals are judged from the figures).
 
     python -m bench.bench throughput --captioner DIR --itm DIR [--images 32 --num-captions 2 --max-length 16]
     python -m bench.bench profile --captioner DIR --itm DIR   # the same run, phase by phase on both sides
+    python -m bench.bench dtype-speed --captioner DIR --itm DIR --dtype auto   # the pipeline: auto vs float32
     python -m bench.bench memory       # peak RSS, 2 shards vs 8 shards of the same size (demo models)
     python -m bench.bench workers      # 1 vs 2 worker processes on the demo, per core and on all cores
     python -m bench.bench precision --captioner DIR --itm DIR   # bfloat16 vs float32: speed and score drift
@@ -30,13 +31,18 @@ from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
 
 MEASURE = (
     "import resource, subprocess, sys, time; t = time.monotonic(); code = subprocess.call(sys.argv[1:]); "
-    "print('MEASURE', code, time.monotonic() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    "r = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "print('MEASURE', code, time.monotonic() - t, r.ru_maxrss, r.ru_utime + r.ru_stime)"
 )
+
+# CPU seconds of the measured process tree, kept by ``measured`` for the run that just ended: on a machine
+# shared with other work they move far less than wall time does.
+LAST_CPU_SECONDS = [0.0]
 
 
 def measured(command: list[str], env: dict | None = None, cores: list[int] | None = None) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MiB) of the largest process, and stdout of ``command``, run on ``cores`` (all
-    by default; child processes inherit the affinity)."""
+    by default; child processes inherit the affinity). Its CPU seconds go to ``LAST_CPU_SECONDS``."""
     pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
     result = subprocess.run(
         [sys.executable, "-c", MEASURE, *command], capture_output=True, text=True, env=env, preexec_fn=pin
@@ -44,6 +50,7 @@ def measured(command: list[str], env: dict | None = None, cores: list[int] | Non
     line = [x for x in result.stdout.splitlines() if x.startswith("MEASURE")][-1].split()
     if line[1] != "0":
         raise SystemExit(f"{' '.join(command[:6])} ... failed:\n{result.stderr[-3000:]}")
+    LAST_CPU_SECONDS[0] = float(line[4])
     return float(line[2]), int(line[3]) / 1024, result.stdout
 
 
@@ -146,20 +153,51 @@ def throughput(args) -> None:
     for round_ in range(args.repeat):
         load = load_average()
         floor_s, floor_rss, _ = measured(floor)
+        floor_cpu = LAST_CPU_SECONDS[0]
         pipe_s, pipe_rss, _ = measured(pipeline)
+        pipe_cpu = LAST_CPU_SECONDS[0]
         drift = web_score_drift(work / "floor_scores.json", work / "out")
-        rows.append((floor_s, pipe_s, floor_rss, pipe_rss))
+        rows.append((floor_s, pipe_s, floor_rss, pipe_rss, floor_cpu, pipe_cpu))
         print(
             f"round {round_ + 1} (load {load:.2f}->{load_average():.2f}): floor {args.images / floor_s:.3f} img/s "
-            f"({floor_s:.1f} s, {floor_rss:.0f} MiB) | pipeline {args.images / pipe_s:.3f} img/s ({pipe_s:.1f} s, "
-            f"{pipe_rss:.0f} MiB) | pipeline/floor {floor_s / pipe_s:.3f} | web score drift {drift:.1e}",
+            f"({floor_s:.1f} s, CPU {floor_cpu:.1f} s, {floor_rss:.0f} MiB) | pipeline {args.images / pipe_s:.3f} "
+            f"img/s ({pipe_s:.1f} s, CPU {pipe_cpu:.1f} s, {pipe_rss:.0f} MiB) | pipeline/floor {floor_s / pipe_s:.3f}"
+            f" (CPU {floor_cpu / pipe_cpu:.3f}) | web score drift {drift:.1e}",
             flush=True,
         )
     floor_s, pipe_s = median([r[0] for r in rows]), median([r[1] for r in rows])
+    floor_cpu, pipe_cpu = median([r[4] for r in rows]), median([r[5] for r in rows])
     print(
         f"median of {len(rows)}: floor {floor_s:.1f} s ({args.images / floor_s:.3f} img/s), pipeline {pipe_s:.1f} s "
-        f"({args.images / pipe_s:.3f} img/s), pipeline/floor throughput {floor_s / pipe_s:.3f}; peak RSS floor "
+        f"({args.images / pipe_s:.3f} img/s), pipeline/floor throughput {floor_s / pipe_s:.3f} (CPU seconds "
+        f"{floor_cpu:.1f} / {pipe_cpu:.1f} = {floor_cpu / pipe_cpu:.3f}); peak RSS floor "
         f"{max(r[2] for r in rows):.0f} MiB, pipeline {max(r[3] for r in rows):.0f} MiB"
+    )
+
+
+def dtype_speed(args) -> None:
+    """The pipeline in float32 against the pipeline in ``--dtype`` (auto by default), interleaved."""
+    work = Path(tempfile.mkdtemp(prefix="capfilt-bench-"))
+    pattern = write_shards(work / "in", args.shards, args.images // args.shards)
+    other = args.dtype if args.dtype != "float32" else "auto"
+    commands = {}
+    for dtype in ("float32", other):
+        args.dtype = dtype
+        commands[dtype] = throughput_commands(args, pattern, work / f"out-{dtype}", work / "scores.json")[1]
+    seconds: dict[str, list[float]] = {dtype: [] for dtype in commands}
+    for round_ in range(args.repeat):
+        load = load_average()
+        for dtype, command in commands.items():
+            seconds[dtype].append(measured(command)[0])
+        print(
+            f"round {round_ + 1} (load {load:.2f}->{load_average():.2f}): "
+            + ", ".join(f"{dtype} {values[-1]:.1f} s" for dtype, values in seconds.items()),
+            flush=True,
+        )
+    base, fast = median(seconds["float32"]), median(seconds[other])
+    print(
+        f"median of {args.repeat}: float32 {base:.1f} s, {other} ({resolved_dtype(other)}) {fast:.1f} s: "
+        f"{base / fast:.2f}x float32 throughput"
     )
 
 
@@ -319,7 +357,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("throughput", "profile"):
+    for name in ("throughput", "profile", "dtype-speed"):
         add_run_arguments(commands.add_parser(name))
     m = commands.add_parser("memory")
     m.add_argument("--per-shard", type=int, default=256)
@@ -339,6 +377,7 @@ def main() -> None:
     run = {
         "throughput": throughput,
         "profile": profile,
+        "dtype-speed": dtype_speed,
         "memory": memory,
         "workers": workers,
         "precision": precision,

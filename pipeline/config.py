@@ -85,7 +85,7 @@ class RuntimeConfig:
     """Where and how the models run in each worker."""
 
     device: str = "auto"
-    dtype: str = "float32"  # or auto: bfloat16 where the device has it natively (models.loading.resolve_dtype)
+    dtype: str = "auto"  # bfloat16 where the device has it natively, else float32 (models.loading.resolve_dtype)
     threads: int = 0  # torch threads per worker process; 0: the cores divided among worker processes
     prefetch_batches: int = 2  # batches read and decoded ahead of the models by a background thread
     trust_remote_code: bool = False
