@@ -203,34 +203,41 @@ def dtype_speed(args) -> None:
 
 def profile(args) -> None:
     """Where the pipeline's time goes beside the floor's: both run interleaved ``--repeat`` times, each phase's
-    median printed side by side. Process start and exit (outside either program's own clock) come from the wall
-    time measured around each process."""
+    median wall and CPU seconds printed side by side (CPU seconds are the whole process's, so on the pipeline's
+    side the prefetch thread's decoding counts in the phase it overlaps). Process start and exit (outside either
+    program's own clock) come from the wall time measured around each process; the CPU total is the process
+    tree's, start and exit included."""
     work = Path(tempfile.mkdtemp(prefix="capfilt-bench-"))
     pattern = write_shards(work / "in", args.shards, args.images // args.shards)
     floor, pipeline = throughput_commands(args, pattern, work / "out", work / "floor_scores.json")
     phases_file = work / "phases.json"
     pipeline = [sys.executable, "-m", "bench.profile_run", str(phases_file), *pipeline[3:]]
-    floor_rounds, pipe_rounds = [], []
+    rounds: dict[str, list[dict]] = {"floor": [], "pipeline": [], "floor CPU": [], "pipeline CPU": []}
     for round_ in range(args.repeat):
         load = load_average()
         wall, _, stdout = measured(floor)
         report = json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
-        floor_rounds.append({**report["phases"], "process start and exit": wall - report["seconds"], "total": wall})
+        rounds["floor"].append({**report["phases"], "process start and exit": wall - report["seconds"], "total": wall})
+        rounds["floor CPU"].append({**report["cpu"], "total": LAST_CPU_SECONDS[0]})
         wall, _, _ = measured(pipeline)
         report = json.loads(phases_file.read_text())
-        pipe_rounds.append({**report["seconds"], "process start and exit": wall - report["total"], "total": wall})
+        rounds["pipeline"].append(
+            {**report["seconds"], "process start and exit": wall - report["total"], "total": wall}
+        )
+        rounds["pipeline CPU"].append({**report["cpu"], "total": LAST_CPU_SECONDS[0]})
         print(
-            f"round {round_ + 1}: load {load:.2f}->{load_average():.2f}, floor {floor_rounds[-1]['total']:.1f} s, "
-            f"pipeline {pipe_rounds[-1]['total']:.1f} s",
+            f"round {round_ + 1}: load {load:.2f}->{load_average():.2f}, floor {rounds['floor'][-1]['total']:.1f} s "
+            f"(CPU {rounds['floor CPU'][-1]['total']:.1f} s), pipeline {rounds['pipeline'][-1]['total']:.1f} s "
+            f"(CPU {rounds['pipeline CPU'][-1]['total']:.1f} s)",
             flush=True,
         )
-    names = list(dict.fromkeys([*pipe_rounds[0], *floor_rounds[0]]))
+    names = list(dict.fromkeys([*rounds["pipeline"][0], *rounds["floor"][0]]))
     names.remove("total")
-    print("| phase | floor (s) | pipeline (s) | pipeline - floor |\n| --- | --- | --- | --- |")
+    print("| phase | floor wall | pipeline wall | floor CPU | pipeline CPU | pipeline - floor, CPU |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for name in [*names, "total"]:
-        f = median([r.get(name, 0.0) for r in floor_rounds])
-        p = median([r.get(name, 0.0) for r in pipe_rounds])
-        print(f"| {name} | {f:.2f} | {p:.2f} | {p - f:+.2f} |")
+        f, p, fc, pc = (median([r.get(name, 0.0) for r in rounds[side]]) for side in rounds)
+        print(f"| {name} | {f:.2f} | {p:.2f} | {fc:.2f} | {pc:.2f} | {pc - fc:+.2f} |")
 
 
 def memory(args) -> None:

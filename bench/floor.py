@@ -6,7 +6,8 @@ Per batch of images: one captioner processor call (images and prompt), one ``gen
 ``num_return_sequences``, one ITM processor call (images and every candidate of the batch), the ITM vision tower
 once per image, and one text-encoder pass over the whole batch's candidates (the web caption plus the distinct
 synthetic ones). Reads the tars with ``tarfile`` and decodes JPEGs with Pillow; writes nothing but a JSON line:
-images, wall seconds since the interpreter started (imports and model loading included), seconds per phase, and
+images, wall seconds since the interpreter started (imports and model loading included), wall and CPU seconds
+per phase, and
 with ``--scores FILE`` every web caption's ITM score by key, for checking that the pipeline did the same work.
 
     python -m bench.floor --input 'shards/*.tar' --captioner DIR --itm DIR [--num-captions 2 --length 16]
@@ -25,15 +26,17 @@ STARTED = time.monotonic()
 
 
 class Phases:
-    """Wall seconds spent in each named phase."""
+    """Wall and CPU seconds (the whole process's) spent in each named phase."""
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
-        self._mark = time.monotonic()
+        self.cpu: dict[str, float] = {}
+        self._mark = (STARTED, 0.0)
 
     def done(self, name: str) -> None:
-        now = time.monotonic()
-        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._mark
+        now = (time.monotonic(), time.process_time())
+        self.seconds[name] = self.seconds.get(name, 0.0) + now[0] - self._mark[0]
+        self.cpu[name] = self.cpu.get(name, 0.0) + now[1] - self._mark[1]
         self._mark = now
 
 
@@ -111,7 +114,7 @@ def main() -> None:
     from PIL import Image
     from transformers import BlipForConditionalGeneration, BlipForImageTextRetrieval, BlipProcessor
 
-    phases.done("imports")
+    phases.done("model imports")
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
@@ -119,17 +122,17 @@ def main() -> None:
     captioner_processor = BlipProcessor.from_pretrained(args.captioner)
     itm = BlipForImageTextRetrieval.from_pretrained(args.itm, dtype=dtype).to(args.device).eval()
     itm_processor = BlipProcessor.from_pretrained(args.itm)
-    phases.done("load")
+    phases.done("model load")
 
     samples = list(read_samples(args.input))
-    phases.done("read_decode")
+    phases.done("read and decode")
     web_scores: dict[str, float] = {}
     with torch.inference_mode():
         for start in range(0, len(samples), args.batch_size):
             batch = samples[start : start + args.batch_size]
             phases.done("other")
             images = [Image.open(io.BytesIO(data)).convert("RGB") for _, data, _ in batch]
-            phases.done("read_decode")
+            phases.done("read and decode")
             torch.manual_seed(start)
             synthetic = caption(captioner, captioner_processor, images, args, torch)
             phases.done("caption")
@@ -142,7 +145,9 @@ def main() -> None:
             json.dump(web_scores, handle)
     phases.done("other")
     seconds = {name: round(value, 3) for name, value in phases.seconds.items()}
-    print(json.dumps({"images": len(samples), "seconds": time.monotonic() - STARTED, "phases": seconds}))
+    cpu = {name: round(value, 3) for name, value in phases.cpu.items()}
+    report = {"images": len(samples), "seconds": time.monotonic() - STARTED, "phases": seconds, "cpu": cpu}
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def test_the_floor_scores_each_web_caption_as_the_pipeline_does(tiny_models, sha
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["images"] == 12 and {"imports", "load", "caption", "itm"} <= set(report["phases"])
+    assert report["images"] == 12 and {"model imports", "model load", "caption", "itm"} <= set(report["phases"])
     floor = json.loads(scores.read_text())
     pipeline = {r["key"]: r["web_score"] for r in rows(tmp_path / "out") if r["web_score"] is not None}
     assert len(pipeline) == 10
