@@ -106,22 +106,24 @@ def throughput_commands(args, pattern: str, out: Path, scores: Path) -> tuple[li
         "filter.threshold=0",
         f"runtime.threads={threads}",
         f"runtime.dtype={args.dtype}",
-        "runtime.device=cpu",
+        f"runtime.device={args.device}",
     ]
     floor = [sys.executable, "-m", "bench.floor", "--input", pattern, "--captioner", args.captioner]
     floor += ["--itm", args.itm, f"--num-captions={args.num_captions}", f"--length={args.max_length}"]
-    floor += [f"--batch-size={args.batch_size}", f"--threads={threads}", f"--dtype={resolved_dtype(args.dtype)}"]
-    floor += ["--scores", str(scores)]
+    floor += [
+        f"--batch-size={args.batch_size}",
+        f"--threads={threads}",
+        f"--dtype={resolved_dtype(args.dtype, args.device)}",
+    ]
+    floor += ["--device", args.device, "--scores", str(scores)]
     return floor, pipeline_command(pattern, out, sets)
 
 
-def resolved_dtype(dtype: str) -> str:
-    """What the pipeline runs ``dtype`` as on this machine (the floor takes a plain torch dtype)."""
-    if dtype != "auto":
-        return dtype
+def resolved_dtype(dtype: str, device: str = "cpu") -> str:
+    """What the pipeline runs ``dtype`` as on ``device`` here (the floor takes a plain torch dtype)."""
     from capfilt.models.loading import resolve_dtype
 
-    return resolve_dtype("auto", "cpu")
+    return resolve_dtype(dtype, device)
 
 
 def web_score_drift(scores: Path, out: Path) -> float:
@@ -196,7 +198,7 @@ def dtype_speed(args) -> None:
         )
     base, fast = median(seconds["float32"]), median(seconds[other])
     print(
-        f"median of {args.repeat}: float32 {base:.1f} s, {other} ({resolved_dtype(other)}) {fast:.1f} s: "
+        f"median of {args.repeat}: float32 {base:.1f} s, {other} ({resolved_dtype(other, args.device)}) {fast:.1f} s: "
         f"{base / fast:.2f}x float32 throughput"
     )
 
@@ -359,6 +361,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--dtype", default="float32", help="float32, bfloat16, float16 or auto")
     parser.add_argument("--repeat", type=int, default=3, help="rounds, each the floor then the pipeline")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N], on both sides")
 
 
 def main() -> None:
