@@ -15,7 +15,7 @@ import gc
 
 @contextlib.contextmanager
 def paused():
-    """No automatic collections inside, unless ``settle`` resumes them; on the way out (an error included) the
+    """No automatic collections inside, until ``resume`` or ``settle``; on the way out (an error included) the
     collector is as it was."""
     enabled = gc.isenabled()
     gc.disable()

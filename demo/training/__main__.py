@@ -1,7 +1,7 @@
 """Train the embedded demo models from scratch on the demo world: a tiny BLIP captioner and ITM filter.
 
-python -m capfilt.demo.training --output models/embedded     # train both, measure, write the model card
-python -m capfilt.demo.training --output models/embedded --evaluate-only
+    python -m capfilt.demo.training --output models/embedded     # train both, measure, write the model card
+    python -m capfilt.demo.training --output models/embedded --evaluate-only
 """
 
 from __future__ import annotations
