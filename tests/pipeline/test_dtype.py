@@ -46,3 +46,20 @@ def test_a_run_with_auto_records_the_resolved_dtype_and_refuses_to_mix_with_the_
     assert (out / "00000_stats.json").read_bytes() == stamp
     assert run(tiny_models, shards, out, "--set", f"runtime.dtype={other}") == 2
     assert (out / "00000_stats.json").read_bytes() == stamp
+
+
+def test_workers_resolve_auto_themselves_when_the_launcher_could_not(tiny_models, shards, tmp_path):
+    # A cluster's launcher cannot know its workers' devices: the job gets auto, each worker records what it ran.
+    import apache_beam as beam
+
+    from capfilt.pipeline import beam_job
+    from capfilt.pipeline.shard.reader import match_shards
+
+    sets = [f"captioner.model={tiny_models[0]}", f"filter.model={tiny_models[1]}", "runtime.dtype=auto"]
+    config = load_config("demo", overrides=[*sets, "captioner.max_length=4", "captioner.min_length=1"])
+    assert config.runtime.dtype == "auto"
+    with beam.Pipeline("FnApiRunner") as p:
+        beam_job.build(p, config, match_shards(str(shards / "*.tar")), str(tmp_path / "out"), False, threads=1)
+    stats = json.loads((tmp_path / "out" / "00000_stats.json").read_text())
+    assert stats["settings"]["runtime"]["dtype"] == loading.resolve_dtype("auto", "cpu")
+    assert stats["fingerprint"] == config.resolved().fingerprint() != config.fingerprint()
