@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args, beam_args: list[str]) -> int:
     from . import collector, preflight
+    from .allocator import share_main_arena
 
     config = load_config(args.pipeline, args.config, args.overrides, input=args.input, output=args.output)
     preflight.check_runner(config, beam_args)
@@ -132,6 +133,7 @@ def _run(args, beam_args: list[str]) -> int:
         console.say(f"capfilt: {len(done)} shard(s) already complete there, skipped (--overwrite redoes them)")
     _unmark_success(output_dir)
     collector.resume()
+    share_main_arena()  # before the thread that runs the job (and on a local run, the models) starts
     stopped, failed = _run_job(config, shards, output_dir, args.overwrite, beam_args, len(shards) - len(done), local)
     if stopped is not None:
         return _interrupted(stopped, shards, output_dir, local)
