@@ -28,4 +28,9 @@ RUN if [ -n "${BAKE_MODELS}" ]; then \
     fi
 ENV HF_HUB_OFFLINE=${BAKE_MODELS:+1}
 
+# The SDK harness runs bundles, and so the models, in threads of its own; in a thread's own glibc malloc arena
+# torch's freed activations go back to the kernel and fault in again per batch (3.8x the page faults on CPU,
+# BENCHMARKS.md). One arena for all threads, as local runs set through mallopt (pipeline/allocator.py).
+ENV MALLOC_ARENA_MAX=1
+
 ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -1,7 +1,10 @@
-"""capfilt's benchmark: pipeline throughput against the bare model loop, memory as shards grow, and scaling
-with worker processes. Prints figures; asserts nothing (goals are judged from the figures).
+"""capfilt's benchmark: pipeline throughput against the floor (``bench.floor``, the same model work written
+against transformers alone), memory as shards grow, and scaling with worker processes. Prints figures; asserts
+nothing (goals are judged from the figures).
 
     python -m bench.bench throughput --captioner DIR --itm DIR [--images 32 --num-captions 2 --max-length 16]
+    python -m bench.bench profile --captioner DIR --itm DIR   # the same run, phase by phase on both sides
+    python -m bench.bench dtype-speed --captioner DIR --itm DIR --dtype auto   # the pipeline: auto vs float32
     python -m bench.bench memory       # peak RSS, 2 shards vs 8 shards of the same size (demo models)
     python -m bench.bench workers      # 1 vs 2 worker processes on the demo, per core and on all cores
     python -m bench.bench precision --captioner DIR --itm DIR   # bfloat16 vs float32: speed and score drift
@@ -28,13 +31,18 @@ from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
 
 MEASURE = (
     "import resource, subprocess, sys, time; t = time.monotonic(); code = subprocess.call(sys.argv[1:]); "
-    "print('MEASURE', code, time.monotonic() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    "r = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "print('MEASURE', code, time.monotonic() - t, r.ru_maxrss, r.ru_utime + r.ru_stime)"
 )
+
+# CPU seconds of the measured process tree, kept by ``measured`` for the run that just ended: on a machine
+# shared with other work they move far less than wall time does.
+LAST_CPU_SECONDS = [0.0]
 
 
 def measured(command: list[str], env: dict | None = None, cores: list[int] | None = None) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MiB) of the largest process, and stdout of ``command``, run on ``cores`` (all
-    by default; child processes inherit the affinity)."""
+    by default; child processes inherit the affinity). Its CPU seconds go to ``LAST_CPU_SECONDS``."""
     pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
     result = subprocess.run(
         [sys.executable, "-c", MEASURE, *command], capture_output=True, text=True, env=env, preexec_fn=pin
@@ -42,6 +50,7 @@ def measured(command: list[str], env: dict | None = None, cores: list[int] | Non
     line = [x for x in result.stdout.splitlines() if x.startswith("MEASURE")][-1].split()
     if line[1] != "0":
         raise SystemExit(f"{' '.join(command[:6])} ... failed:\n{result.stderr[-3000:]}")
+    LAST_CPU_SECONDS[0] = float(line[4])
     return float(line[2]), int(line[3]) / 1024, result.stdout
 
 
@@ -72,16 +81,20 @@ def write_shards(folder: Path, shards: int, per_shard: int, seed: int = 0) -> st
 
 
 def pipeline_command(pattern: str, out: Path, sets: list[str], beam: list[str] = ()) -> list[str]:
-    command = [sys.executable, "-m", "pipeline", "run", "demo", "--input", pattern, "--output", str(out), "--overwrite"]
+    command = [sys.executable, "-m", "capfilt", "run", "demo", "--input", pattern, "--output", str(out), "--overwrite"]
     for item in sets:
         command += ["--set", item]
     return command + (["--", *beam] if beam else [])
 
 
-def throughput(args) -> None:
-    work = Path(tempfile.mkdtemp(prefix="capfilt-bench-"))
-    pattern = write_shards(work / "in", args.shards, args.images // args.shards)
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def throughput_commands(args, pattern: str, out: Path, scores: Path) -> tuple[list[str], list[str]]:
+    """The floor's command and the pipeline's, doing the same work on the same shards and checkpoints."""
     threads = args.threads or usable_cores()
+    per_batch = args.batch_size * (args.num_captions + 1)  # the whole batch's candidates in one ITM text pass
     sets = [
         f"captioner.model={args.captioner}",
         f"filter.model={args.itm}",
@@ -89,45 +102,144 @@ def throughput(args) -> None:
         f"captioner.min_length={args.max_length}",
         f"captioner.max_length={args.max_length}",
         f"captioner.batch_size={args.batch_size}",
-        f"filter.batch_size={args.batch_size * (args.num_captions + 1)}",
+        f"filter.batch_size={per_batch}",
         "filter.threshold=0",
         f"runtime.threads={threads}",
         f"runtime.dtype={args.dtype}",
+        f"runtime.device={args.device}",
     ]
-    bare = [
-        sys.executable,
-        "-m",
-        "bench.bare_loop",
-        "--input",
-        pattern,
-        "--captioner",
-        args.captioner,
-        "--itm",
-        args.itm,
-        f"--num-captions={args.num_captions}",
-        f"--max-length={args.max_length}",
-        f"--min-length={args.max_length}",
+    floor = [sys.executable, "-m", "bench.floor", "--input", pattern, "--captioner", args.captioner]
+    floor += ["--itm", args.itm, f"--num-captions={args.num_captions}", f"--length={args.max_length}"]
+    floor += [
         f"--batch-size={args.batch_size}",
         f"--threads={threads}",
-        f"--dtype={args.dtype}",
+        f"--dtype={resolved_dtype(args.dtype, args.device)}",
     ]
+    floor += ["--device", args.device, "--scores", str(scores)]
+    return floor, pipeline_command(pattern, out, sets)
+
+
+def resolved_dtype(dtype: str, device: str = "cpu") -> str:
+    """What the pipeline runs ``dtype`` as on ``device`` here (the floor takes a plain torch dtype)."""
+    from capfilt.models.loading import resolve_dtype
+
+    return resolve_dtype(dtype, device)
+
+
+def web_score_drift(scores: Path, out: Path) -> float:
+    """Largest difference between the floor's and the pipeline's ITM score of the same web caption: both ran
+    the same model on the same image and text, so anything over rounding means they did different work."""
+    import pyarrow.parquet as pq
+
+    floor = json.loads(scores.read_text())
+    drift = 0.0
+    for path in out.glob("*.parquet"):
+        for row in pq.read_table(path, columns=["key", "web_score"]).to_pylist():
+            drift = max(drift, abs(row["web_score"] - floor[row["key"]]))
+    return drift
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def throughput(args) -> None:
+    """The pipeline against the floor, interleaved (floor, pipeline, floor, ...) so that load from other
+    processes falls on both sides alike; medians and their ratio at the end."""
+    work = Path(tempfile.mkdtemp(prefix="capfilt-bench-"))
+    pattern = write_shards(work / "in", args.shards, args.images // args.shards)
+    floor, pipeline = throughput_commands(args, pattern, work / "out", work / "floor_scores.json")
     rows = []
     for round_ in range(args.repeat):
-        bare_s, bare_rss, _ = measured(bare)
-        pipe_s, pipe_rss, _ = measured(pipeline_command(pattern, work / "out", sets))
-        rows.append((bare_s, pipe_s, bare_rss, pipe_rss))
+        load = load_average()
+        floor_s, floor_rss, _ = measured(floor)
+        floor_cpu = LAST_CPU_SECONDS[0]
+        pipe_s, pipe_rss, _ = measured(pipeline)
+        pipe_cpu = LAST_CPU_SECONDS[0]
+        drift = web_score_drift(work / "floor_scores.json", work / "out")
+        rows.append((floor_s, pipe_s, floor_rss, pipe_rss, floor_cpu, pipe_cpu))
         print(
-            f"round {round_ + 1}: bare {args.images / bare_s:.3f} img/s ({bare_s:.1f} s, {bare_rss:.0f} MiB) | "
-            f"pipeline {args.images / pipe_s:.3f} img/s ({pipe_s:.1f} s, {pipe_rss:.0f} MiB) | "
-            f"ratio {bare_s / pipe_s:.3f}",
+            f"round {round_ + 1} (load {load:.2f}->{load_average():.2f}): floor {args.images / floor_s:.3f} img/s "
+            f"({floor_s:.1f} s, CPU {floor_cpu:.1f} s, {floor_rss:.0f} MiB) | pipeline {args.images / pipe_s:.3f} "
+            f"img/s ({pipe_s:.1f} s, CPU {pipe_cpu:.1f} s, {pipe_rss:.0f} MiB) | pipeline/floor {floor_s / pipe_s:.3f}"
+            f" (CPU {floor_cpu / pipe_cpu:.3f}) | web score drift {drift:.1e}",
             flush=True,
         )
-    bare_s, pipe_s = min(r[0] for r in rows), min(r[1] for r in rows)
+    floor_s, pipe_s = median([r[0] for r in rows]), median([r[1] for r in rows])
+    floor_cpu, pipe_cpu = median([r[4] for r in rows]), median([r[5] for r in rows])
     print(
-        f"best: bare {args.images / bare_s:.3f} img/s, pipeline {args.images / pipe_s:.3f} img/s, "
-        f"pipeline/bare throughput {bare_s / pipe_s:.3f}; peak RSS bare {max(r[2] for r in rows):.0f} MiB, "
-        f"pipeline {max(r[3] for r in rows):.0f} MiB"
+        f"median of {len(rows)}: floor {floor_s:.1f} s ({args.images / floor_s:.3f} img/s), pipeline {pipe_s:.1f} s "
+        f"({args.images / pipe_s:.3f} img/s), pipeline/floor throughput {floor_s / pipe_s:.3f} (CPU seconds "
+        f"{floor_cpu:.1f} / {pipe_cpu:.1f} = {floor_cpu / pipe_cpu:.3f}); peak RSS floor "
+        f"{max(r[2] for r in rows):.0f} MiB, pipeline {max(r[3] for r in rows):.0f} MiB"
     )
+
+
+def dtype_speed(args) -> None:
+    """The pipeline in float32 against the pipeline in ``--dtype`` (auto by default), interleaved."""
+    work = Path(tempfile.mkdtemp(prefix="capfilt-bench-"))
+    pattern = write_shards(work / "in", args.shards, args.images // args.shards)
+    other = args.dtype if args.dtype != "float32" else "auto"
+    commands = {}
+    for dtype in ("float32", other):
+        args.dtype = dtype
+        commands[dtype] = throughput_commands(args, pattern, work / f"out-{dtype}", work / "scores.json")[1]
+    seconds: dict[str, list[float]] = {dtype: [] for dtype in commands}
+    for round_ in range(args.repeat):
+        load = load_average()
+        for dtype, command in commands.items():
+            seconds[dtype].append(measured(command)[0])
+        print(
+            f"round {round_ + 1} (load {load:.2f}->{load_average():.2f}): "
+            + ", ".join(f"{dtype} {values[-1]:.1f} s" for dtype, values in seconds.items()),
+            flush=True,
+        )
+    base, fast = median(seconds["float32"]), median(seconds[other])
+    print(
+        f"median of {args.repeat}: float32 {base:.1f} s, {other} ({resolved_dtype(other, args.device)}) {fast:.1f} s: "
+        f"{base / fast:.2f}x float32 throughput"
+    )
+
+
+def profile(args) -> None:
+    """Where the pipeline's time goes beside the floor's: both run interleaved ``--repeat`` times, each phase's
+    median wall and CPU seconds printed side by side (CPU seconds are the whole process's, so on the pipeline's
+    side the prefetch thread's decoding counts in the phase it overlaps). Process start and exit (outside either
+    program's own clock) come from the wall time measured around each process; the CPU total is the process
+    tree's, start and exit included."""
+    work = Path(tempfile.mkdtemp(prefix="capfilt-bench-"))
+    pattern = write_shards(work / "in", args.shards, args.images // args.shards)
+    floor, pipeline = throughput_commands(args, pattern, work / "out", work / "floor_scores.json")
+    phases_file = work / "phases.json"
+    pipeline = [sys.executable, "-m", "bench.profile_run", str(phases_file), *pipeline[3:]]
+    rounds: dict[str, list[dict]] = {"floor": [], "pipeline": [], "floor CPU": [], "pipeline CPU": []}
+    for round_ in range(args.repeat):
+        load = load_average()
+        wall, _, stdout = measured(floor)
+        report = json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
+        rounds["floor"].append({**report["phases"], "process start and exit": wall - report["seconds"], "total": wall})
+        rounds["floor CPU"].append({**report["cpu"], "total": LAST_CPU_SECONDS[0]})
+        wall, _, _ = measured(pipeline)
+        report = json.loads(phases_file.read_text())
+        rounds["pipeline"].append(
+            {**report["seconds"], "process start and exit": wall - report["total"], "total": wall}
+        )
+        rounds["pipeline CPU"].append({**report["cpu"], "total": LAST_CPU_SECONDS[0]})
+        print(
+            f"round {round_ + 1}: load {load:.2f}->{load_average():.2f}, floor {rounds['floor'][-1]['total']:.1f} s "
+            f"(CPU {rounds['floor CPU'][-1]['total']:.1f} s), pipeline {rounds['pipeline'][-1]['total']:.1f} s "
+            f"(CPU {rounds['pipeline CPU'][-1]['total']:.1f} s)",
+            flush=True,
+        )
+    names = list(dict.fromkeys([*rounds["pipeline"][0], *rounds["floor"][0]]))
+    names.remove("total")
+    print("| phase | floor wall | pipeline wall | floor CPU | pipeline CPU | pipeline - floor, CPU |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name in [*names, "total"]:
+        f, p, fc, pc = (median([r.get(name, 0.0) for r in rounds[side]]) for side in rounds)
+        print(f"| {name} | {f:.2f} | {p:.2f} | {fc:.2f} | {pc:.2f} | {pc - fc:+.2f} |")
 
 
 def memory(args) -> None:
@@ -237,20 +349,26 @@ def itm_cost(args) -> None:
     )
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The run that ``throughput`` and ``profile`` measure on both sides."""
+    parser.add_argument("--captioner", required=True)
+    parser.add_argument("--itm", required=True)
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--num-captions", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--dtype", default="float32", help="float32, bfloat16, float16 or auto")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds, each the floor then the pipeline")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N], on both sides")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    t = commands.add_parser("throughput")
-    t.add_argument("--captioner", required=True)
-    t.add_argument("--itm", required=True)
-    t.add_argument("--images", type=int, default=32)
-    t.add_argument("--shards", type=int, default=2)
-    t.add_argument("--num-captions", type=int, default=2)
-    t.add_argument("--max-length", type=int, default=16)
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--threads", type=int, default=0)
-    t.add_argument("--dtype", default="float32")
-    t.add_argument("--repeat", type=int, default=1)
+    for name in ("throughput", "profile", "dtype-speed"):
+        add_run_arguments(commands.add_parser(name))
     m = commands.add_parser("memory")
     m.add_argument("--per-shard", type=int, default=256)
     w = commands.add_parser("workers")
@@ -266,7 +384,15 @@ def main() -> None:
     c.add_argument("--extra", type=int, default=4)
     args = parser.parse_args()
     started = time.monotonic()
-    run = {"throughput": throughput, "memory": memory, "workers": workers, "precision": precision, "itm-cost": itm_cost}
+    run = {
+        "throughput": throughput,
+        "profile": profile,
+        "dtype-speed": dtype_speed,
+        "memory": memory,
+        "workers": workers,
+        "precision": precision,
+        "itm-cost": itm_cost,
+    }
     run[args.command](args)
     print(f"(benchmark took {time.monotonic() - started:.0f} s)")
 

@@ -40,7 +40,7 @@ def demo_captioner(model, processor, num_captions: int = NUM_CAPTIONS, top_p: fl
 
 
 def load_models(
-    directory: Path, num_captions: int = NUM_CAPTIONS, top_p: float = TOP_P, batch_size: int = 32
+    directory: Path, num_captions: int = NUM_CAPTIONS, top_p: float = TOP_P, batch_size: int = 32, dtype="float32"
 ) -> tuple[Captioner, ItmScorer]:
     """The captioner and filter saved under ``directory/{captioner,itm}``, loaded on CPU by path the way the
     pipeline loads any checkpoint (safetensors only, never a hub id).
@@ -49,11 +49,12 @@ def load_models(
         directory: a demo-model directory, e.g. ``models/embedded``.
         num_captions, top_p: the captioner's sampling settings.
         batch_size: image-text pairs per ITM pass.
+        dtype: the models' dtype (``models.loading.load_blip``'s: float32, bfloat16, float16 or auto).
     """
     from transformers import BlipForConditionalGeneration
 
-    model, processor, _ = load_blip(BlipForConditionalGeneration, str(Path(directory) / "captioner"), "cpu")
-    scorer = ItmScorer.from_pretrained(str(Path(directory) / "itm"), device="cpu", batch_size=batch_size)
+    model, processor, _ = load_blip(BlipForConditionalGeneration, str(Path(directory) / "captioner"), "cpu", dtype)
+    scorer = ItmScorer.from_pretrained(str(Path(directory) / "itm"), device="cpu", dtype=dtype, batch_size=batch_size)
     return demo_captioner(model, processor, num_captions, top_p), scorer
 
 

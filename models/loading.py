@@ -9,6 +9,10 @@ from pathlib import Path
 EMBEDDED_DIR = Path(__file__).resolve().parent / "embedded"
 EMBEDDED_PREFIX = "embedded:"
 DTYPES = ("float32", "bfloat16", "float16")
+AUTO_DTYPE = "auto"
+# x86 flags of native bfloat16 arithmetic (AVX512-BF16 dot products, AMX tiles); without them torch emulates
+# bfloat16 on the CPU, which is slower than float32.
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def resolve_model(name: str) -> str:
@@ -61,6 +65,32 @@ def pick_device(device: str) -> str:
     return device
 
 
+def native_bfloat16(device: str) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: on CUDA what torch reports for the GPU; on a CPU, the
+    ``avx512_bf16`` or ``amx_bf16`` instructions, as torch's own CPU probe (cpuinfo) sees them, or as
+    ``/proc/cpuinfo`` lists them where that probe is missing."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(probe is not None for probe in probes):
+        return any(probe() for probe in probes)
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """``auto`` is bfloat16 where ``device`` (``auto``, ``cpu`` or ``cuda[:N]``) has native bfloat16, else
+    float32; any other dtype stays as it is."""
+    if dtype != AUTO_DTYPE:
+        return dtype
+    return "bfloat16" if native_bfloat16(pick_device(device)) else "float32"
+
+
 def load_blip(
     model_class,
     name: str,
@@ -73,7 +103,7 @@ def load_blip(
     ``CLIPProcessor``) from ``name``, in eval mode on the chosen device.
 
     Weights come only from safetensors files; nothing is downloaded when ``name`` is a local directory.
-    Returns ``(model, processor, device)``.
+    ``dtype`` is one of ``DTYPES`` or ``auto`` (``resolve_dtype``). Returns ``(model, processor, device)``.
     """
     import torch
     from transformers import BlipProcessor
@@ -82,9 +112,9 @@ def load_blip(
     hf_logging.disable_progress_bar()
     path = resolve_model(name)
     local = Path(path).is_dir()
+    device = pick_device(device)
     kwargs = dict(use_safetensors=True, trust_remote_code=trust_remote_code, local_files_only=local)
-    model = model_class.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)
+    model = model_class.from_pretrained(path, dtype=getattr(torch, resolve_dtype(dtype, device)), **kwargs)
     processor_class = processor_class or BlipProcessor
     processor = processor_class.from_pretrained(path, local_files_only=local, trust_remote_code=trust_remote_code)
-    device = pick_device(device)
     return model.to(device).eval(), processor, device

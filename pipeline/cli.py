@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "run":
-            return _run(args, beam_args)
+            from .collector import paused
+
+            with paused():  # until the job starts (_run resumes it): Beam's import is most of the time before
+                return _run(args, beam_args)
         if args.command == "select":
             return _select(args, beam_args)
         if args.command == "demo-data":
@@ -113,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, beam_args: list[str]) -> int:
-    from . import preflight
+    from . import collector, preflight
+    from .allocator import share_main_arena
 
     config = load_config(args.pipeline, args.config, args.overrides, input=args.input, output=args.output)
     preflight.check_runner(config, beam_args)
@@ -121,6 +125,7 @@ def _run(args, beam_args: list[str]) -> int:
     preflight.check_models(config)
     if local:
         preflight.check_device(config.runtime.device)
+        config = config.resolved()  # dtype auto: recorded as what this machine runs
     input_pattern, output_dir = config.input, config.output
     demo_input = input_pattern is None and config.demo_data is not None
     if demo_input:
@@ -142,6 +147,8 @@ def _run(args, beam_args: list[str]) -> int:
     if done:
         console.say(f"capfilt: {len(done)} shard(s) already complete there, skipped (--overwrite redoes them)")
     _unmark_success(output_dir)
+    collector.resume()
+    share_main_arena()  # before the thread that runs the job (and on a local run, the models) starts
     stopped, failed = _run_job(config, shards, output_dir, args.overwrite, beam_args, len(shards) - len(done), local)
     if stopped is not None:
         return _interrupted(stopped, shards, output_dir, local)

@@ -151,7 +151,7 @@ class RuntimeConfig:
     """Where and how the models run in each worker."""
 
     device: str = "auto"
-    dtype: str = "float32"
+    dtype: str = "auto"  # bfloat16 where the device has it natively, else float32 (models.loading.resolve_dtype)
     threads: int = 0  # torch threads per worker process; 0: the cores divided among worker processes
     prefetch_batches: int = 2  # batches read and decoded ahead of the models by a background thread
     trust_remote_code: bool = False
@@ -163,8 +163,8 @@ class RuntimeConfig:
         ]
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             problems.append(("device", f"must be auto, cpu or cuda[:N], not {self.device!r}"))
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            problems.append(("dtype", f"must be float32, bfloat16 or float16, not {self.dtype!r}"))
+        if self.dtype not in ("float32", "bfloat16", "float16", "auto"):
+            problems.append(("dtype", f"must be float32, bfloat16, float16 or auto, not {self.dtype!r}"))
         return problems
 
 
@@ -280,6 +280,17 @@ class RunConfig:
 
     def fingerprint(self) -> str:
         return settings_fingerprint(self.output_settings())
+
+    def resolved(self) -> RunConfig:
+        """This config with ``runtime.dtype: auto`` replaced by what it means on this machine's device. The dtype
+        decides output bytes, so settings and fingerprints record the resolved one: shards made in bfloat16 and
+        in float32 never pass for each other. Call it where the models run (it imports torch)."""
+        if self.runtime.dtype != "auto":
+            return self
+        from ..models.loading import resolve_dtype
+
+        dtype = resolve_dtype(self.runtime.dtype, self.runtime.device)
+        return dataclasses.replace(self, runtime=dataclasses.replace(self.runtime, dtype=dtype))
 
 
 def settings_fingerprint(settings: dict) -> str:

@@ -10,9 +10,11 @@ import sys
 
 
 def main(argv: list[str]) -> None:
+    from .allocator import share_main_arena
     from .interrupt import ignore_signals
 
     ignore_signals()
+    share_main_arena()  # the harness runs bundles, and so the models, in threads of its own
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.WARNING if "--verbose" in argv else logging.ERROR)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))

@@ -187,7 +187,26 @@ def test_ruff_passes_including_the_ban_on_bare_folder_imports():
     assert result.returncode == 0, result.stdout[-3000:]
 
 
-def test_the_command_line_parser_imports_no_heavy_library():
+HEAVY = ("torch", "transformers")
+
+
+def _heavy_modules_after(argv: list[str]) -> tuple[int, list[str]]:
+    """Run ``capfilt ARGV`` in a fresh interpreter; its exit code and which of ``HEAVY`` it imported."""
+    code = (
+        "import sys\n"
+        "from capfilt.pipeline.cli import main\n"
+        "try:\n"
+        f"    code = main({argv!r})\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        f"print(code, sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    exit_code, _, heavy = done.stdout.strip().splitlines()[-1].partition(" ")
+    return int(exit_code), ast.literal_eval(heavy)
+
+
+def test_help_and_argument_errors_import_no_heavy_library():
     # `capfilt --help` and argument errors answer at once: Beam, torch and transformers load only for the work.
     code = (
         "import sys\n"
@@ -197,3 +216,16 @@ def test_the_command_line_parser_imports_no_heavy_library():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+    assert _heavy_modules_after(["--help"]) == (0, [])
+    assert _heavy_modules_after(["run", "--no-such-flag"]) == (2, [])
+
+
+def test_check_and_report_read_an_output_folder_without_torch_or_transformers(tiny_models, shards, tmp_path):
+    from tests.helpers import run
+
+    out = tmp_path / "out"
+    assert run(tiny_models, shards, out) == 0
+    assert _heavy_modules_after(["check", str(out), "--min-kept-fraction", "0.5"]) == (0, [])
+    assert _heavy_modules_after(["check", str(out), "--min-kept-fraction", "1.01"]) == (2, [])
+    assert _heavy_modules_after(["report", str(out)]) == (0, [])
+    assert (out / "report.html").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 
@@ -10,6 +9,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
+from .. import collector
 from ..config import RunConfig
 from ..interrupt import raise_if_stopping
 from ..report.progress import WorkerProgress
@@ -57,12 +57,21 @@ def load_models(config: RunConfig, threads: int) -> LoadedModels:
     if s.enabled:
         options = dict(batch_size=s.batch_size, max_text_tokens=s.max_text_tokens)
         similarity = load_similarity(s.model, scorer, **runtime, **options)
-    # torch, transformers and Beam leave ~3500 modules of long-lived objects. Freezing them keeps the cyclic
-    # collector from rescanning them in every full collection, and cuts a worker process's exit (where the
-    # interpreter's final collections walked them all) from ~1.3 s to ~0.2 s; the local multi-process runner
-    # stops its workers one after another, so that was paid once per worker at the end of every run.
-    gc.freeze()
     return LoadedModels(captioner, scorer, similarity)
+
+
+def load_models_once(config: RunConfig, threads: int) -> LoadedModels:
+    """``load_models`` with the collector paused (torch and transformers import inside), then its objects frozen.
+
+    torch, transformers and Beam leave ~3500 modules of long-lived objects. Freezing them keeps the cyclic
+    collector from rescanning them in every full collection, and cuts a worker process's exit (where the
+    interpreter's final collections walked them all) from ~1.3 s to ~0.2 s; the local multi-process runner
+    stops its workers one after another, so that was paid once per worker at the end of every run.
+    """
+    with collector.paused():
+        models = load_models(config, threads)
+        collector.settle()
+    return models
 
 
 class CleanShardFn(beam.DoFn):
@@ -94,6 +103,10 @@ class CleanShardFn(beam.DoFn):
         self._models = None
         self._counters = {}
 
+    def setup(self):
+        # A remote worker resolves dtype auto for its own device, so its shards record what it ran.
+        self.config = self.config.resolved()
+
     def _counter(self, name: str):
         if name not in self._counters:
             self._counters[name] = Metrics.counter(NAMESPACE, name)
@@ -108,7 +121,7 @@ class CleanShardFn(beam.DoFn):
         if self._models is None:
             c = self.config
             tag = repr((c.captioner, c.filter, c.similarity, c.runtime, self.threads))
-            self._models = self._shared.acquire(lambda: load_models(self.config, self.threads), tag=tag)
+            self._models = self._shared.acquire(lambda: load_models_once(self.config, self.threads), tag=tag)
         progress = WorkerProgress.for_folder(self.progress_dir) if self.progress_dir else None
         started = time.monotonic()
         stats = process_shard(
