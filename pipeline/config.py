@@ -281,6 +281,10 @@ class RunConfig:
     def fingerprint(self) -> str:
         return settings_fingerprint(self.output_settings())
 
+    def settings_known(self) -> bool:
+        """Whether ``output_settings`` are final here: ``runtime.dtype: auto`` resolves where the models run."""
+        return self.runtime.dtype != "auto"
+
     def resolved(self) -> RunConfig:
         """This config with ``runtime.dtype: auto`` replaced by what it means on this machine's device. The dtype
         decides output bytes, so settings and fingerprints record the resolved one: shards made in bfloat16 and

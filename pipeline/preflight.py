@@ -148,7 +148,7 @@ def complete_shards(shards: list[str], output_dir: str, config: RunConfig) -> li
         return []
     names = {m.path.rstrip("/").rsplit("/", 1)[-1] for m in listed}
     done = [s for s in shards if f"{shard_name(s)}_stats.json" in names]
-    if config.runtime.dtype == "auto":  # resolved on the workers only, and they check every shard they skip
+    if not config.settings_known():  # dtype auto resolves on the workers only, and they check every shard they skip
         return done
     step = max(1, len(done) // RESUME_CHECKS)
     for path in done[::step]:

@@ -72,6 +72,9 @@ class SelectConfig:
     def fingerprint(self) -> str:
         return settings_fingerprint(self.output_settings())
 
+    def settings_known(self) -> bool:
+        return True  # no model runs: nothing resolves later
+
     def report_config(self, threshold: float, pool: int | None, target: int | None) -> dict:
         """The config recorded in the selection's report.json: the scored run's, with the selection's filter."""
         source_filter = self.source.get("filter", {})

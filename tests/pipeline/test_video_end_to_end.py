@@ -180,7 +180,13 @@ def test_a_clips_similarity_is_the_cosine_with_its_mean_frame_embedding(tiny_mod
     clip = clip_bytes([Image.new("RGB", (64, 48), colour) for colour in [(215, 35, 35)] * 6 + [(40, 75, 220)] * 6])
     members = [("c.mp4", clip), ("c.txt", CAPTION), ("i.jpg", image_bytes()), ("i.txt", CAPTION)]
     write_shard(tmp_path / "in" / "00000.tar", members)
-    settings = ("similarity.model=itc", "similarity.embeddings=true", "filter.model=embedded:itm")
+    # float32 as the reference below computes (the default dtype auto is bfloat16 on a CPU that has it)
+    settings = (
+        "similarity.model=itc",
+        "similarity.embeddings=true",
+        "filter.model=embedded:itm",
+        "runtime.dtype=float32",
+    )
     sets = [item for setting in settings for item in ("--set", setting)]
     assert video_run(tiny_models, tmp_path / "in", tmp_path / "out", *sets) == 0
     table = {r["key"]: r for r in rows(tmp_path / "out")}
