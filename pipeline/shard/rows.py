@@ -51,7 +51,7 @@ def sample_row(sample: Sample) -> dict:
         "synthetic_scores": sample.synthetic_scores,
         "similarity": similarity,
         "web_similarity": sample.web_similarity,
-        "synthetic_similarities": sample.synthetic_similarities if _has_similarity(sample) else None,
+        "synthetic_similarities": sample.synthetic_similarities if sample.has_similarity else None,
         "kept_texts": [c.text for c in sample.decision.kept] if kept else [],
         "image_ext": sample.image_ext,
         "members": list(sample.members),
@@ -64,7 +64,3 @@ def sample_row(sample: Sample) -> dict:
 
 def rows_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
-
-
-def _has_similarity(sample: Sample) -> bool:
-    return sample.web_similarity is not None or bool(sample.synthetic_similarities)

@@ -71,6 +71,11 @@ class Sample:
             raise ValueError(f"{kind!r} is not a note kind (reasons.NOTES)")
         self.notes.append(f"{kind}: {detail}" if detail else kind)
 
+    @property
+    def has_similarity(self) -> bool:
+        """Whether the similarity pass scored this sample (similarity.model set and the sample reached it)."""
+        return self.web_similarity is not None or bool(self.synthetic_similarities)
+
     def scores_of(self, text: str) -> tuple[float | None, float | None]:
         """The ITM score and the similarity of one of this sample's candidate texts."""
         if text == self.web_text:

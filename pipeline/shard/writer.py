@@ -27,7 +27,7 @@ def capfilt_record(sample: Sample, policy: str, by: str = "itm") -> dict:
     its similarity beside each score when one was computed (then ``by`` says which score the policy used)."""
     decision = sample.decision
     score, similarity = sample.scores_of(decision.chosen.text)
-    has_similarity = sample.web_similarity is not None or bool(sample.synthetic_similarities)
+    has_similarity = sample.has_similarity
     synthetic_similarities = sample.synthetic_similarities if has_similarity else [None] * len(sample.synthetic)
 
     def candidate(text, score, similarity, text_key="text", **extra) -> dict:
