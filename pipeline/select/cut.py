@@ -61,6 +61,7 @@ class Cut:
     tie_quota: dict[str, int] | None = None
     pool: int | None = None
     target: int | None = None
+    key: int | None = None  # ``order_keys`` of ``threshold`` when ties are counted, so samples compare exactly
 
 
 @dataclass(frozen=True)
@@ -122,13 +123,13 @@ def finish(search: Search, tied: list[tuple[str, int]]) -> Cut:
     """The cut: every key above the found one is kept, and ``search.rank`` of those equal to it, taken in
     shard-name order."""
     if search.target == 0:
-        return Cut(threshold=math.inf, tie_quota={}, pool=search.pool, target=0)
+        return Cut(threshold=math.inf, tie_quota={}, pool=search.pool, target=0, key=int(order_keys([math.inf])[0]))
     quota, left = {}, search.rank
     for name, count in sorted(tied):
         if left and count:
             quota[name] = min(count, left)
             left -= quota[name]
-    return Cut(threshold=key_score(search.prefix), tie_quota=quota, pool=search.pool, target=search.target)
+    return Cut(key_score(search.prefix), quota, search.pool, search.target, key=search.prefix)
 
 
 class GlobalCut(beam.PTransform):

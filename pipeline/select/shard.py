@@ -155,9 +155,9 @@ def _apply_cut(sample: Sample, score: float | None, name: str, cut: Cut, ties_ke
     elif cut.tie_quota is None:
         keep = score >= cut.threshold
     else:
-        key, cut_key = order_keys([score])[0], order_keys([cut.threshold])[0]
-        tie = key == cut_key
-        keep = key > cut_key or (tie and ties_kept < cut.tie_quota.get(name, 0))
+        key = int(order_keys([score])[0])
+        tie = key == cut.key
+        keep = key > cut.key or (tie and ties_kept < cut.tie_quota.get(name, 0))
     if not keep:
         if score is None:
             detail = f"no {config.score} score"
