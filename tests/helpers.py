@@ -14,6 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from PIL import Image, ImageStat
 
 from capfilt.pipeline.cli import main
@@ -81,6 +82,15 @@ def run_argv(tiny_models, input_pattern: str, out) -> list[str]:
     settings = {"captioner.model": tiny_models[0], "filter.model": tiny_models[1], **TEST_SETTINGS}
     sets = [item for key, value in settings.items() for item in ("--set", f"{key}={value}")]
     return ["run", "demo", "--input", input_pattern, "--output", str(out), *sets]
+
+
+def run_in_empty_folder(folder: Path, pipeline: str) -> tuple[int, Path]:
+    """`capfilt run PIPELINE` with no arguments from an empty ``folder``, as a new user (or `make demo`) runs it;
+    returns the exit code and the folder the pipeline writes its demo input and output under."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        code = main(["run", pipeline])
+    return code, folder / ("capfilt-demo" if pipeline == "demo" else f"capfilt-{pipeline}")
 
 
 def run(tiny_models, inp, out, *extra, pattern="*.tar"):

@@ -7,16 +7,13 @@ import pytest
 from capfilt.demo.evaluate import ablation
 from capfilt.demo.training_sets import table1_sets
 from capfilt.pipeline.cli import main
+from tests.helpers import run_in_empty_folder
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     """`capfilt run demo` from an empty folder, as `make demo` runs it."""
-    folder = tmp_path_factory.mktemp("demo")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(folder)
-        code = main(["run", "demo"])
-    return code, folder / "capfilt-demo"
+    return run_in_empty_folder(tmp_path_factory.mktemp("demo"), "demo")
 
 
 def test_demo_improves_caption_quality(demo_run, capsys):

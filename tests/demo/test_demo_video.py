@@ -13,6 +13,7 @@ from capfilt.demo.video_world import render_clip
 from capfilt.pipeline.cli import main
 from capfilt.pipeline.config import VideoConfig
 from capfilt.pipeline.shard.video import read_clip
+from tests.helpers import run_in_empty_folder
 
 
 def _digest(paths: list[str]) -> list[str]:
@@ -46,11 +47,7 @@ def test_a_clip_starts_as_the_still_image_and_moves():
 @pytest.fixture(scope="module")
 def demo_video_run(tmp_path_factory):
     """`capfilt run demo-video` from an empty folder: 128 clips written, cleaned and evaluated."""
-    folder = tmp_path_factory.mktemp("demo-video")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(folder)
-        code = main(["run", "demo-video"])
-    return code, folder / "capfilt-demo-video"
+    return run_in_empty_folder(tmp_path_factory.mktemp("demo-video"), "demo-video")
 
 
 def test_demo_video_meets_the_goals_of_issue_19(demo_video_run):
