@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from apache_beam.io.filesystems import FileSystems
 
 from .. import storage
-from ..config import SCORE_RANGES, VideoConfig, settings_fingerprint
+from ..config import SCORE_RANGES, DecodeConfig, VideoConfig, settings_fingerprint
 from ..errors import ConfigError, UsageError
 from ..report.build import REPORT_JSON, require_output
 from ..shard.writer import output_paths
@@ -50,8 +50,9 @@ class SelectConfig:
         return "below_fraction" if self.keep_fraction is not None else "below_threshold"
 
     @property
-    def max_member_bytes(self) -> int:
-        return self.source.get("decode", {}).get("max_member_bytes", 64 << 20)
+    def decode(self) -> DecodeConfig:
+        """The scored run's read limits (which members it read, which images it thumbnails)."""
+        return DecodeConfig(**self.source.get("decode", {}))
 
     @property
     def video(self) -> VideoConfig:

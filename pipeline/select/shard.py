@@ -111,12 +111,12 @@ def select_shard(name: str, config: SelectConfig, cut: Cut, output_dir: str) -> 
         shards=1, failed_shards=[name] * (status == "failed"), truncated_shards=[name] * (status == "truncated")
     )
     writer = ShardWriter(output_dir, name, config.policy, config.score, config.embeddings)
-    examples = ExamplePicker(name, config.source.get("decode", {}).get("max_pixels", 89_478_485), config.video)
+    examples = ExamplePicker(name, config.decode.max_pixels, config.video)
     embeddings = None
     ties_kept, kept_index = 0, 0
     try:
         with storage.open_raw(config.shard_path(name)) as stream:
-            scored = iter(TarSamples(stream, config.max_member_bytes, config.video.max_member_bytes))
+            scored = iter(TarSamples(stream, config.decode.max_member_bytes, config.video.max_member_bytes))
             for row in read_rows(config, name):
                 written = next(scored) if row["status"] == "kept" else None
                 members = _input_members(row, written) if written else None
