@@ -9,7 +9,7 @@ import sys
 
 from .. import __version__
 from . import console
-from .config import RunConfig, load_config
+from .config import SCORE_RANGES, RunConfig, load_config
 from .errors import ConfigError, UsageError
 
 
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     cut = select.add_mutually_exclusive_group(required=True)
     cut.add_argument("--threshold", type=float, help="keep samples whose best candidate scores at least this")
     cut.add_argument("--keep-fraction", type=float, help="keep this share of the pool (exact global quantile)")
-    select.add_argument("--score", choices=("itm", "similarity"), help="the score to rank by (default: the run's)")
+    select.add_argument("--score", choices=tuple(SCORE_RANGES), help="the score to rank by (default: the run's)")
     select.add_argument("--policy", choices=("best", "all"), help="as filter.policy (default: the run's, or best)")
     select.add_argument("--web-margin", type=float, help="as filter.web_margin (default: the run's, same score)")
     select.add_argument("--overwrite", action="store_true", help="redo shards that are already complete")
