@@ -47,24 +47,34 @@ class Captioner:
         model, processor, device = load_blip(BlipForConditionalGeneration, name, device, dtype, trust_remote_code)
         return cls(model, processor, device, **options)
 
-    def caption(self, images: list, seed: int, num_captions: int | None = None) -> list[list[str]]:
+    @property
+    def image_processor(self):
+        return self.processor.image_processor
+
+    def caption(self, images: list, seed: int, num_captions: int | None = None, pixel_values=None) -> list[list[str]]:
         """``num_captions`` captions for each image (default: the captioner's), the same for the same images
-        and ``seed``."""
+        and ``seed``. ``pixel_values``, when given, are ``image_processor``'s pixels of ``images``
+        (``models.pixels``), made ahead so this call does not make them again."""
         import torch
 
         n = self.num_captions if num_captions is None else num_captions
         if not images or n == 0:
             return [[] for _ in images]
         text = [self.prompt] * len(images) if self.prompt else None
-        inputs = self.processor(images=images, text=text, return_tensors="pt").to(self.device)
-        pixel_values = inputs["pixel_values"].to(self.model.dtype)
-        prompt_ids = inputs.get("input_ids")
+        if pixel_values is None:
+            inputs = self.processor(images=images, text=text, return_tensors="pt")
+            pixel_values = inputs["pixel_values"]
+        else:
+            inputs = self.processor(text=text, return_tensors="pt") if text else {}
+        pixel_values = pixel_values.to(self.device, self.model.dtype)
+        prompt = {k: inputs[k].to(self.device) for k in ("input_ids", "attention_mask") if k in inputs}
+        prompt_ids = prompt.get("input_ids")
         with self._lock, torch.inference_mode():
             torch.manual_seed(seed)
             output = self.model.generate(
                 pixel_values=pixel_values,
                 input_ids=prompt_ids,
-                attention_mask=inputs.get("attention_mask"),
+                attention_mask=prompt.get("attention_mask"),
                 do_sample=True,
                 top_p=self.top_p,
                 top_k=0,

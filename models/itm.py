@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from .loading import load_blip
+from .pixels import image_pixels
 
 
 class ItmScorer:
@@ -36,14 +37,18 @@ class ItmScorer:
         model, processor, device = load_blip(BlipForImageTextRetrieval, name, device, dtype, trust_remote_code)
         return cls(model, processor, device, **options)
 
-    def vision_states(self, images: list):
+    @property
+    def image_processor(self):
+        return self.processor.image_processor
+
+    def vision_states(self, images: list, pixel_values=None):
         """The vision tower's last hidden states of ``images`` (a clip's frames are images here), for ``score``
         and ``score_clips`` and for the ITC head of the same model (``models.similarity.ItcSimilarity``) to
-        share."""
+        share. ``pixel_values``, when given, are ``image_processor``'s pixels of ``images``, made ahead."""
         import torch
 
         with self._lock, torch.inference_mode():
-            return self._image_features(images)
+            return self._image_features(images, pixel_values)
 
     def score(self, images: list, candidates: list[list[str]], vision_states=None) -> list[list[float]]:
         """For each image, the match probability of each of its candidate captions, in order;
@@ -87,14 +92,20 @@ class ItmScorer:
             out.append(means)
         return out
 
-    def _image_features(self, images: list):
+    def _image_features(self, images: list, pixel_values=None):
         import torch
 
         parts = []
         for start in range(0, len(images), self.batch_size):
-            pixels = self.processor.image_processor(images[start : start + self.batch_size], return_tensors="pt")
-            pixel_values = pixels["pixel_values"].to(self.device, self.model.dtype)
-            parts.append(self.model.vision_model(pixel_values=pixel_values).last_hidden_state)
+            end = start + self.batch_size
+            chunk = (
+                pixel_values[start:end]
+                if pixel_values is not None
+                else image_pixels(self.image_processor, images[start:end])
+            )
+            parts.append(
+                self.model.vision_model(pixel_values=chunk.to(self.device, self.model.dtype)).last_hidden_state
+            )
         return torch.cat(parts) if parts else None
 
     def _score_pairs(self, features, pairs: list[tuple[int, str]]) -> list[float]:

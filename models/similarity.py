@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .loading import load_blip
+from .pixels import image_pixels
 
 # A similarity.model value that means "the filter checkpoint's own ITC head" rather than a checkpoint name.
 ITC = "itc"
@@ -30,20 +31,29 @@ class _Similarity:
         """Whether ``image_embeddings`` can start from ``scorer.vision_states`` (the same vision tower)."""
         return False
 
-    def image_embeddings(self, images: list, vision_states=None):
+    @property
+    def image_processor(self):
+        return self.processor.image_processor
+
+    def image_embeddings(self, images: list, vision_states=None, pixel_values=None):
         """``(len(images), d)`` float32 L2-normalised image embeddings; ``vision_states`` are the vision tower's
-        last hidden states of these images when the caller already has them (see ``reuses_vision_of``)."""
+        last hidden states of these images when the caller already has them (see ``reuses_vision_of``), and
+        ``pixel_values`` ``image_processor``'s pixels of them, made ahead."""
         import torch
         from torch.nn.functional import normalize
 
         parts = []
         with self._lock, torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
+                end = start + self.batch_size
                 if vision_states is not None:
-                    embeds = self._project_vision(vision_states[start : start + self.batch_size])
+                    embeds = self._project_vision(vision_states[start:end])
                 else:
-                    chunk = images[start : start + self.batch_size]
-                    pixels = self.processor.image_processor(chunk, return_tensors="pt")["pixel_values"]
+                    pixels = (
+                        pixel_values[start:end]
+                        if pixel_values is not None
+                        else image_pixels(self.image_processor, images[start:end])
+                    )
                     embeds = self._embed_images(pixels.to(self.device, self.model.dtype))
                 parts.append(normalize(embeds.float(), dim=-1))
         return torch.cat(parts) if parts else torch.zeros(0, self.dimension)
@@ -67,11 +77,13 @@ class _Similarity:
                 parts.append(normalize(embeds.float(), dim=-1))
         return torch.cat(parts) if parts else torch.zeros(0, self.dimension)
 
-    def embed(self, images: list, candidates: list[list[str]], vision_states=None) -> CandidateEmbeddings:
+    def embed(
+        self, images: list, candidates: list[list[str]], vision_states=None, pixel_values=None
+    ) -> CandidateEmbeddings:
         """The embeddings of ``images`` and of every distinct text among their ``candidates``."""
         texts = list(dict.fromkeys(text for group in candidates for text in group))
         return CandidateEmbeddings(
-            self.image_embeddings(images, vision_states),
+            self.image_embeddings(images, vision_states, pixel_values),
             self.text_embeddings(texts),
             {text: row for row, text in enumerate(texts)},
         )

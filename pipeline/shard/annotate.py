@@ -35,35 +35,40 @@ def caption_frames(frames: int, mode: str, num_captions: int) -> list[tuple[int,
     raise ValueError(f"unknown caption_frames {mode!r}")
 
 
-def caption_batch(batch: list[Sample], captioner, seed: int, mode: str = "spread") -> None:
+def caption_batch(batch: list[Sample], captioner, seed: int, mode: str = "spread", pixels=None) -> None:
     """Synthetic captions for each live sample: images as ever, videos from the frames ``caption_frames`` picks.
 
     Frames captioned the same number of times share one ``generate`` call; the call with the most captions per
     frame (every image's) gets ``seed``, so a batch of images is captioned exactly as before videos existed.
+    ``pixels`` (a ``SharedPixels``) holds the pictures' pixels when they were made ahead.
     """
     live = [s for s in batch if s.live]
     if not live:
         return
-    jobs: dict[int, list[tuple[int, object]]] = {}  # captions per frame -> (sample, frame)
+    jobs: dict[int, list[tuple[int, int]]] = {}  # captions per frame -> (position in live, frame)
     for position, sample in enumerate(live):
-        pictures = sample.pictures
-        for frame, count in caption_frames(len(pictures), mode, captioner.num_captions):
-            jobs.setdefault(count, []).append((position, pictures[frame]))
+        for frame, count in caption_frames(len(sample.pictures), mode, captioner.num_captions):
+            jobs.setdefault(count, []).append((position, frame))
     written: list[list[str]] = [[] for _ in live]
     for number, count in enumerate(sorted(jobs, reverse=True)):
-        items = jobs[count]
-        captions = captioner.caption([frame for _, frame in items], seed=seed + number, num_captions=count)
-        for (position, _), texts in zip(items, captions, strict=True):
+        items = [(live[position], frame) for position, frame in jobs[count]]
+        captions = captioner.caption(
+            [sample.pictures[frame] for sample, frame in items],
+            seed=seed + number,
+            num_captions=count,
+            pixel_values=pixels.of(captioner, items) if pixels else None,
+        )
+        for (position, _), texts in zip(jobs[count], captions, strict=True):
             written[position] += texts
     for sample, captions in zip(live, written, strict=True):
         captions = [c for c in captions if c]
         sample.synthetic = list(dict.fromkeys(captions)) if mode == "all" and sample.media == "video" else captions
 
 
-def score_batch(batch: list[Sample], scorer, similarity=None, keep_embeddings: bool = False) -> None:
+def score_batch(batch: list[Sample], scorer, similarity=None, keep_embeddings: bool = False, pixels=None) -> None:
     """ITM scores of every live sample's candidates, and their contrastive similarity when ``similarity`` is
     given (its ITC head, when it is the filter's own, starts from the ITM pass's vision states). A video's
-    frames go through the vision tower once each; its scores pool over them."""
+    frames go through the vision tower once each; its scores pool over them. ``pixels`` as ``caption_batch``'s."""
     live = [s for s in batch if s.live]
     if not live:
         return
@@ -71,14 +76,20 @@ def score_batch(batch: list[Sample], scorer, similarity=None, keep_embeddings: b
     candidates = [list(dict.fromkeys(([s.web_text] if s.web_text else []) + s.synthetic)) for s in live]
     clips = [s.pictures for s in live]
     frames = [frame for clip in clips for frame in clip]
-    states = scorer.vision_states(frames)
+    pictures = [(sample, frame) for sample in live for frame in range(len(sample.pictures))]
+    states = scorer.vision_states(frames, pixels.of(scorer, pictures) if pixels else None)
     for sample, texts, scores in zip(live, candidates, scorer.score_clips(clips, candidates, states), strict=True):
         score_of = dict(zip(texts, scores, strict=True))
         sample.web_score = score_of[sample.web_text] if sample.web_text else None
         sample.synthetic_scores = [score_of[text] for text in sample.synthetic]
     if similarity is None:
         return
-    frame_embeddings = similarity.embed(frames, candidates, states if similarity.reuses_vision_of(scorer) else None)
+    if similarity.reuses_vision_of(scorer):
+        frame_embeddings = similarity.embed(frames, candidates, vision_states=states)
+    else:
+        frame_embeddings = similarity.embed(
+            frames, candidates, pixel_values=pixels.of(similarity, pictures) if pixels else None
+        )
     del states
     # A clip's embedding is the mean of its frames' normalised embeddings (CLIP4Clip's meanP), normalised.
     embeddings = frame_embeddings.pooled([len(clip) for clip in clips])

@@ -28,6 +28,14 @@ class LoadedModels:
     def __init__(self, captioner, scorer, similarity=None):
         self.captioner, self.scorer, self.similarity = captioner, scorer, similarity
 
+    def seeing_pixels(self) -> list:
+        """The models that take pixels: the captioner, the filter, and a similarity model with its own vision
+        tower (the filter's ITC head reuses the filter's vision states)."""
+        models = [self.captioner, self.scorer]
+        if self.similarity is not None and not self.similarity.reuses_vision_of(self.scorer):
+            models.append(self.similarity)
+        return models
+
 
 def load_models(config: RunConfig, threads: int) -> LoadedModels:
     import torch

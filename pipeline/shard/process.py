@@ -13,6 +13,7 @@ from ..report.examples import ExamplePicker
 from ..stats import Stats
 from .annotate import batch_seed, caption_batch, decide, score_batch
 from .decode import decode_sample
+from .pixels import SharedPixels
 from .prefetch import prefetch
 from .reader import ShardFormatError, TarSamples, shard_name
 from .sample import Sample
@@ -121,11 +122,14 @@ def _settings(config: RunConfig) -> dict:
 
 def _annotated_batches(samples: Iterable[Sample], name: str, config: RunConfig, models) -> Iterator[list[Sample]]:
     decoded = (decode_sample(s, config.decode, config.video) for s in samples)
-    batches = prefetch(batched(decoded, config.captioner.batch_size), config.runtime.prefetch_batches)
+    pixels = SharedPixels(models.seeing_pixels())
+    # Reading, decoding and the models' pixels run ahead of the models, in the prefetch thread.
+    batches = prefetch(pixels.attached(batched(decoded, config.captioner.batch_size)), config.runtime.prefetch_batches)
     for index, batch in enumerate(batches):
-        caption_batch(batch, models.captioner, batch_seed(config.seed, name, index), config.video.caption_frames)
+        seed = batch_seed(config.seed, name, index)
+        caption_batch(batch, models.captioner, seed, config.video.caption_frames, pixels)
         interrupt.raise_if_stopping()  # between the model stages too: a batch of a large model takes a while
-        score_batch(batch, models.scorer, models.similarity, config.similarity.embeddings)
+        score_batch(batch, models.scorer, models.similarity, config.similarity.embeddings, pixels)
         f = config.filter
         for sample in batch:
             decide(sample, f.policy, f.threshold, f.web_margin, f.score)

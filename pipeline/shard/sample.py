@@ -28,6 +28,7 @@ class Sample:
     image: Any = None  # a decoded RGB PIL image while the sample is live
     media: str | None = None  # "image" or "video", once the media member is found
     frames: list = field(default_factory=list)  # a video's sampled RGB frames while the sample is live
+    pixels: dict[str, Any] = field(default_factory=dict)  # the models' pixels of its pictures (shard.pixels)
     frame_times: list[float] = field(default_factory=list)  # when each sampled frame is shown, in seconds
     frame_count: int | None = None  # frames the models saw: 1 for an image
     duration: float | None = None  # a video's length in seconds
@@ -58,7 +59,7 @@ class Sample:
 
     def release_pixels(self) -> None:
         """Forget the decoded pixels once no stage needs them, so a batch's memory goes with it."""
-        self.image, self.frames = None, []
+        self.image, self.frames, self.pixels = None, [], {}
 
     @property
     def pictures(self) -> list:
