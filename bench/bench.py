@@ -26,7 +26,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from capfilt.pipeline.beam_job import usable_cores
+from capfilt.pipeline.cores import usable_cores
 from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
 
 MEASURE = (
@@ -67,14 +67,14 @@ def photo(rng: random.Random, size=(480, 360)) -> bytes:
     return buffer.getvalue()
 
 
-def write_shards(folder: Path, shards: int, per_shard: int, seed: int = 0) -> str:
+def write_shards(folder: Path, shards: int, per_shard: int, seed: int = 0, size=(480, 360)) -> str:
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     for shard in range(shards):
         with open(folder / f"{shard:05d}.tar", "wb") as handle, DeterministicTarWriter(handle) as tar:
             for i in range(per_shard):
                 key = f"{shard:05d}_{i:05d}"
-                tar.add(f"{key}.jpg", photo(rng))
+                tar.add(f"{key}.jpg", photo(rng, size))
                 tar.add(f"{key}.txt", f"a photo of a red cat number {i}".encode())
                 tar.add(f"{key}.json", json.dumps({"url": f"https://example.com/{key}.jpg"}).encode())
     return str(folder / "*.tar")

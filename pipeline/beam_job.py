@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, PortableOptions
 
 from .config import RunConfig
+from .cores import usable_cores
 from .report.build import write_report
 from .shard.clean_shard_fn import CleanShardFn, sum_stats
 
 LOCAL_RUNNERS = ("DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
-
-
-def usable_cores() -> int:
-    """The cores this process may run on: its CPU affinity (set by ``taskset``, cpusets and container runtimes),
-    which ``os.cpu_count()`` ignores."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def runner_name(options: PipelineOptions) -> str:

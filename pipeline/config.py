@@ -154,12 +154,15 @@ class RuntimeConfig:
     dtype: str = "auto"  # bfloat16 where the device has it natively, else float32 (models.loading.resolve_dtype)
     threads: int = 0  # torch threads per worker process; 0: the cores divided among worker processes
     prefetch_batches: int = 2  # batches read and decoded ahead of the models by a background thread
+    # threads decoding and making pixels for those batches; 0: every core where a GPU runs the models, else 1
+    decode_threads: int = 0
     trust_remote_code: bool = False
 
     def check(self) -> list[tuple[str, str]]:
         problems = [
             *_range("threads", self.threads, 0, 1024),
             *_range("prefetch_batches", self.prefetch_batches, 0, 64),
+            *_range("decode_threads", self.decode_threads, 0, 1024),
         ]
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             problems.append(("device", f"must be auto, cpu or cuda[:N], not {self.device!r}"))

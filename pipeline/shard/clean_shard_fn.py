@@ -11,6 +11,7 @@ from apache_beam.utils.shared import Shared
 
 from .. import collector
 from ..config import RunConfig
+from ..cores import decode_threads
 from ..interrupt import raise_if_stopping
 from ..report.progress import WorkerProgress
 from ..stats import Stats
@@ -132,8 +133,14 @@ class CleanShardFn(beam.DoFn):
             self._models = self._shared.acquire(lambda: load_models_once(self.config, self.threads), tag=tag)
         progress = WorkerProgress.for_folder(self.progress_dir) if self.progress_dir else None
         started = time.monotonic()
+        threads = decode_threads(self.config.runtime.decode_threads, self._models.captioner.device, self.threads)
         stats = process_shard(
-            path, self.output_dir, self.config, self._models, on_batch=progress.batch if progress else None
+            path,
+            self.output_dir,
+            self.config,
+            self._models,
+            on_batch=progress.batch if progress else None,
+            decode_threads=threads,
         )
         if progress:
             progress.shard(stats.input)

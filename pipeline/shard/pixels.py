@@ -8,6 +8,7 @@ waiting. Models whose processors make the same pixels (``models.pixels.processor
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor
 
 from ...models.pixels import image_pixels, processor_key
 from .sample import Sample
@@ -17,11 +18,17 @@ class SharedPixels:
     """Pixels for ``models`` (wrappers with ``image_processor`` and ``model``), one processor call per distinct
     processor and batch. ``attached`` runs in the prefetch thread, ``of`` in the model thread."""
 
-    def __init__(self, models: list):
+    def __init__(self, models: list, pool: Executor | None = None, threads: int = 1):
+        self._pool, self._threads = pool, threads
         self._key_of = {id(model): processor_key(model.image_processor) for model in models}
         self._makers: dict[str, object] = {}
         for model in models:
             self._makers.setdefault(self._key_of[id(model)], model)
+
+    @property
+    def processors(self) -> int:
+        """How many distinct preprocessings a picture goes through."""
+        return len(self._makers)
 
     def attached(self, batches: Iterable[list[Sample]]) -> Iterator[list[Sample]]:
         for batch in batches:
@@ -36,12 +43,24 @@ class SharedPixels:
         if not pictures:
             return
         for key, maker in self._makers.items():
-            values = image_pixels(maker.image_processor, pictures).to(maker.model.dtype)
+            values = self._pixels(maker, pictures)
             start = 0
             for sample in live:
                 count = len(sample.pictures)
                 sample.pixels[key] = values[start : start + count]
                 start += count
+
+    def _pixels(self, maker, pictures: list):
+        """``maker``'s pixels of ``pictures`` in its dtype; on the pool, a part of the pictures per thread (each
+        picture's pixels depend on it alone, so the parts join into what one call would make)."""
+        import torch
+
+        if self._pool is None or self._threads < 2 or len(pictures) < 2:
+            return image_pixels(maker.image_processor, pictures).to(maker.model.dtype)
+        size = -(-len(pictures) // self._threads)
+        parts = [pictures[start : start + size] for start in range(0, len(pictures), size)]
+        made = self._pool.map(lambda part: image_pixels(maker.image_processor, part).to(maker.model.dtype), parts)
+        return torch.cat(list(made))
 
     def of(self, model, pictures: list[tuple[Sample, int]]):
         """``model``'s pixels of the given (sample, frame) pictures, stacked in order; None when a sample has

@@ -1,11 +1,13 @@
 """Running a generator a few items ahead in a background thread, so reading and decoding a shard overlap
-with model compute (which releases the GIL)."""
+with model compute (which releases the GIL); and mapping over items on a pool of threads, in order."""
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
 
 _DONE = object()
 
@@ -47,3 +49,18 @@ def prefetch(items: Iterable, depth: int) -> Iterator:
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def ordered_map(function: Callable, items: Iterable, pool: Executor | None, ahead: int) -> Iterator:
+    """``map(function, items)`` in order, with up to ``ahead`` calls running at once on ``pool`` (None: one at
+    a time in this thread). An exception is raised at the item whose call raised it."""
+    if pool is None:
+        yield from map(function, items)
+        return
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(function, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()

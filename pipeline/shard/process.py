@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from .. import interrupt, storage
 from ..config import RunConfig, settings_difference
@@ -14,7 +15,7 @@ from ..stats import Stats
 from .annotate import batch_seed, caption_batch, decide, score_batch
 from .decode import decode_sample
 from .pixels import SharedPixels
-from .prefetch import prefetch
+from .prefetch import ordered_map, prefetch
 from .reader import ShardFormatError, TarSamples, shard_name
 from .sample import Sample
 from .writer import ShardWriter, output_paths
@@ -58,10 +59,15 @@ class SettingsMismatch(ValueError):
 
 
 def process_shard(
-    path: str, output_dir: str, config: RunConfig, models, on_batch: Callable[[int, int], None] | None = None
+    path: str,
+    output_dir: str,
+    config: RunConfig,
+    models,
+    on_batch: Callable[[int, int], None] | None = None,
+    decode_threads: int = 1,
 ) -> Stats:
     """Clean one shard and write its output files; returns its stats. ``on_batch(samples, kept)`` hears of
-    every batch written, for progress inside a shard.
+    every batch written, for progress inside a shard; ``decode_threads`` decode pictures and make their pixels.
 
     A file that is not a tar archive gives a failed shard: an empty tar, a parquet with no rows, and stats
     saying why. Any other
@@ -75,7 +81,7 @@ def process_shard(
     try:
         with storage.open_raw(path) as stream:
             reader = TarSamples(stream, config.decode.max_member_bytes, config.video.max_member_bytes)
-            for batch in _annotated_batches(reader, name, config, models):
+            for batch in _annotated_batches(reader, name, config, models, decode_threads):
                 for sample in batch:
                     count_sample(stats, sample)
                     examples.offer(sample)
@@ -120,11 +126,33 @@ def _settings(config: RunConfig) -> dict:
     return {"fingerprint": config.fingerprint(), "settings": config.output_settings()}
 
 
-def _annotated_batches(samples: Iterable[Sample], name: str, config: RunConfig, models) -> Iterator[list[Sample]]:
-    decoded = (decode_sample(s, config.decode, config.video) for s in samples)
-    pixels = SharedPixels(models.seeing_pixels())
-    # Reading, decoding and the models' pixels run ahead of the models, in the prefetch thread.
-    batches = prefetch(pixels.attached(batched(decoded, config.captioner.batch_size)), config.runtime.prefetch_batches)
+def _annotated_batches(
+    samples: Iterable[Sample], name: str, config: RunConfig, models, decode_threads: int = 1
+) -> Iterator[list[Sample]]:
+    pool = ThreadPoolExecutor(decode_threads, "capfilt-decode") if decode_threads > 1 else None
+    try:
+        yield from _model_stages(samples, name, config, models, pool, decode_threads)
+    finally:
+        if pool is not None:  # a stopped shard does not wait for decoding nobody will read
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def prepared_batches(
+    samples: Iterable[Sample], config: RunConfig, pixels: SharedPixels, pool=None, threads: int = 1
+) -> Iterator[list[Sample]]:
+    """Batches of decoded samples, the live ones carrying their pixels: what runs ahead of the models. Decoding
+    and pixels run on ``pool`` (``threads`` of them) when it is given; reading stays in order in this thread."""
+
+    def decode(sample: Sample) -> Sample:
+        return decode_sample(sample, config.decode, config.video)
+
+    decoded = ordered_map(decode, samples, pool, ahead=2 * threads)
+    return pixels.attached(batched(decoded, config.captioner.batch_size))
+
+
+def _model_stages(samples, name: str, config: RunConfig, models, pool, threads: int) -> Iterator[list[Sample]]:
+    pixels = SharedPixels(models.seeing_pixels(), pool, threads)
+    batches = prefetch(prepared_batches(samples, config, pixels, pool, threads), config.runtime.prefetch_batches)
     for index, batch in enumerate(batches):
         seed = batch_seed(config.seed, name, index)
         caption_batch(batch, models.captioner, seed, config.video.caption_frames, pixels)

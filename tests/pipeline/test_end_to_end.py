@@ -1,6 +1,7 @@
 """The real entry point over tiny shards and tiny BLIP models on Beam's FnApiRunner, checked against the contract."""
 
 import json
+import os
 import re
 import tarfile
 from pathlib import Path
@@ -13,6 +14,7 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from capfilt.pipeline import beam_job as job
 from capfilt.pipeline.config import load_config
+from capfilt.pipeline.cores import decode_threads
 from capfilt.pipeline.shard.reader import match_shards
 from tests.helpers import rows, run, sample_members, write_shard
 
@@ -174,10 +176,21 @@ def test_unreadable_shard_is_recorded_and_others_finish(tiny_models, shards, tmp
 )
 def test_torch_threads_share_the_usable_cores_among_worker_processes(monkeypatch, beam_args, threads_set, expected):
     # Four usable cores out of, say, 64 on the host: the affinity mask is what the process may run on.
-    monkeypatch.setattr(job.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    monkeypatch.setattr(job.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
     config = load_config("demo", overrides=[f"runtime.threads={threads_set}"])
     assert job.torch_threads(config, job.PipelineOptions(beam_args)) == expected
+
+
+@pytest.mark.parametrize(
+    "configured, device, process_cores, expected",
+    [(0, "cpu", 2, 1), (0, "cuda", 0, 4), (0, "cuda:1", 2, 2), (3, "cpu", 2, 3), (3, "cuda", 0, 3)],
+)
+def test_decode_threads_use_the_cores_only_where_a_gpu_runs_the_models(
+    monkeypatch, configured, device, process_cores, expected
+):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert decode_threads(configured, device, process_cores) == expected
 
 
 def _tar_members(path: Path) -> dict[str, bytes]:

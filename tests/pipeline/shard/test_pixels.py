@@ -1,5 +1,5 @@
 """A run makes each picture's pixels once per distinct image processor, ahead of the models, never in the model
-thread (where a GPU would wait for them)."""
+thread (where a GPU would wait for them), and on several threads when runtime.decode_threads asks."""
 
 import threading
 from collections import Counter
@@ -8,7 +8,7 @@ import pytest
 from transformers import BlipProcessor, CLIPProcessor
 from transformers.image_processing_utils import BaseImageProcessor
 
-from tests.helpers import rows, run
+from tests.helpers import outputs, rows, run
 
 
 @pytest.fixture
@@ -57,3 +57,15 @@ def test_without_prefetch_the_pixels_are_still_made_once(tiny_models, shards, tm
     assert run(tiny_models, shards, out, "--set", "runtime.prefetch_batches=0") == 0
     assert sum(_images_per_processor(processor_calls).values()) == 12
     assert "capfilt-prefetch" not in {thread for thread, _, _ in processor_calls}
+
+
+def test_decode_threads_share_the_work_and_change_no_byte(tiny_models, shards, tmp_path, processor_calls):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert run(tiny_models, shards, one, "--set", "runtime.decode_threads=1", "--set", "captioner.batch_size=4") == 0
+    assert {thread for thread, _, _ in processor_calls} == {"capfilt-prefetch"}
+    processor_calls.clear()
+    assert run(tiny_models, shards, two, "--set", "runtime.decode_threads=2", "--set", "captioner.batch_size=4") == 0
+    threads = {thread for thread, _, _ in processor_calls}
+    assert threads and all(name.startswith("capfilt-decode") for name in threads)
+    assert sum(_images_per_processor(processor_calls).values()) == 12
+    assert outputs(two) == outputs(one)

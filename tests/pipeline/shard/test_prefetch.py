@@ -1,9 +1,10 @@
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from capfilt.pipeline.shard.prefetch import prefetch
+from capfilt.pipeline.shard.prefetch import ordered_map, prefetch
 
 
 @pytest.mark.parametrize("depth", [0, 1, 3])
@@ -55,3 +56,30 @@ def test_consumer_stopping_early_stops_the_producer():
     assert [next(stream) for _ in range(3)] == [0, 1, 2]
     stream.close()
     assert not [t for t in threading.enumerate() if t.name == "capfilt-prefetch"]
+
+
+def test_ordered_map_keeps_order_raises_in_place_and_bounds_the_calls_in_flight():
+    pool = ThreadPoolExecutor(4)
+    started, running, most = [], [0], [0]
+    lock = threading.Lock()
+
+    def slow_square(x):
+        with lock:
+            started.append(x)
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.01 * (x % 3))  # later items often finish first
+        with lock:
+            running[0] -= 1
+        if x == 13:
+            raise ValueError("bad item 13")
+        return x * x
+
+    seen = []
+    with pytest.raises(ValueError, match="bad item 13"):
+        for value in ordered_map(slow_square, iter(range(40)), pool, ahead=3):
+            seen.append(value)
+    assert seen == [x * x for x in range(13)]
+    assert most[0] <= 3 and max(started) < 13 + 3  # never more than `ahead` items past the one awaited
+    assert list(ordered_map(slow_square, range(5), None, ahead=3)) == [0, 1, 4, 9, 16]
+    pool.shutdown()
