@@ -40,12 +40,17 @@ MEASURE = (
 LAST_CPU_SECONDS = [0.0]
 
 
-def measured(command: list[str], env: dict | None = None, cores: list[int] | None = None) -> tuple[float, float, str]:
+def measured(
+    command: list[str], env: dict | None = None, cores: list[int] | None = None, cwd: Path | None = None
+) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MiB) of the largest process, and stdout of ``command``, run on ``cores`` (all
-    by default; child processes inherit the affinity). Its CPU seconds go to ``LAST_CPU_SECONDS``."""
+    by default; child processes inherit the affinity) in ``cwd`` (made if missing). Its CPU seconds go to
+    ``LAST_CPU_SECONDS``."""
     pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
+    if cwd is not None:
+        cwd.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
-        [sys.executable, "-c", MEASURE, *command], capture_output=True, text=True, env=env, preexec_fn=pin
+        [sys.executable, "-c", MEASURE, *command], capture_output=True, text=True, env=env, preexec_fn=pin, cwd=cwd
     )
     line = [x for x in result.stdout.splitlines() if x.startswith("MEASURE")][-1].split()
     if line[1] != "0":

@@ -41,7 +41,8 @@ class Phases:
 
 
 def read_samples(pattern: str):
-    """(key, image bytes, web caption) of every sample in the matching tars, in file and member order."""
+    """(key, image bytes, web caption) of every sample with a jpg or png in the matching tars, in file and member
+    order."""
     for path in sorted(glob.glob(pattern)):
         samples: dict[str, dict[str, bytes]] = {}
         with tarfile.open(path) as tar:
@@ -49,7 +50,9 @@ def read_samples(pattern: str):
                 key, _, ext = member.name.partition(".")
                 samples.setdefault(key, {})[ext] = tar.extractfile(member).read()
         for key, members in samples.items():
-            yield key, members["jpg"], members.get("txt", b"").decode()
+            image = members.get("jpg") or members.get("png")
+            if image is not None:  # the pipeline drops a sample without an image before any model work
+                yield key, image, members.get("txt", b"").decode()
 
 
 def caption(model, processor, images, args, torch) -> list[list[str]]:
@@ -62,7 +65,7 @@ def caption(model, processor, images, args, torch) -> list[list[str]]:
         top_p=args.top_p,
         top_k=0,
         num_return_sequences=args.num_captions,
-        min_new_tokens=args.length,
+        min_new_tokens=args.length if args.min_length is None else args.min_length,
         max_new_tokens=args.length,
     )
     # generate() returns the prompt without its closing [SEP], then the new tokens.
@@ -100,7 +103,8 @@ def main() -> None:
     parser.add_argument("--itm", required=True)
     parser.add_argument("--prompt", default="a picture of ")
     parser.add_argument("--num-captions", type=int, default=2)
-    parser.add_argument("--length", type=int, default=16, help="generated tokens per caption (min = max)")
+    parser.add_argument("--length", type=int, default=16, help="most generated tokens per caption")
+    parser.add_argument("--min-length", type=int, help="fewest generated tokens per caption (default: --length)")
     parser.add_argument("--top-p", type=float, default=0.9)
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch")
     parser.add_argument("--threads", type=int, default=0)
