@@ -13,8 +13,9 @@ from concurrent.futures import Executor
 from ...models.pixels import image_pixels, processor_key
 from .sample import Sample
 
-# Pictures per image-processor call. Whole batches at once left their float32 temporaries (64 photos: ~0.2 GB)
-# in the heap the models allocate from: the demo run's peak RSS was 1.03 GiB against 0.69 GiB without prefetch.
+# Pictures per image-processor call. The processor copies every picture into an array first (64 photos: ~40 MiB);
+# whole batches at once, beside the models' activations, took the demo run's peak RSS to 1.03 GiB, parts of 16 to
+# 0.93 GiB (0.69 GiB without prefetch; BENCHMARKS.md, memory).
 PART = 16
 
 
@@ -57,7 +58,7 @@ class SharedPixels:
     def _pixels(self, maker, pictures: list):
         """``maker``'s pixels of ``pictures`` in its dtype, a part of at most ``PART`` pictures per processor call
         (spread over the pool when there is one). Each picture's pixels depend on it alone, so the parts join into
-        what one call would make, while the processor's float32 temporaries stay a part's size."""
+        what one call would make, while the processor's temporary arrays stay a part's size."""
         import torch
 
         size = max(1, min(PART, -(-len(pictures) // self._threads)))
