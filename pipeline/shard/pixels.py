@@ -20,8 +20,8 @@ PART = 16
 
 
 class SharedPixels:
-    """Pixels for ``models`` (wrappers with ``image_processor`` and ``model``), one processor call per distinct
-    processor and batch. ``attached`` runs in the prefetch thread, ``of`` in the model thread."""
+    """Pixels for ``models`` (wrappers with ``image_processor`` and ``model``), each picture's made once per
+    distinct processor. ``attached`` runs in the prefetch thread, ``of`` in the model thread."""
 
     def __init__(self, models: list, pool: Executor | None = None, threads: int = 1):
         self._pool, self._threads = pool, threads
