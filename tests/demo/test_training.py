@@ -214,7 +214,8 @@ OLD_CODE_HASHES = {
     "captioner": "37ba206bb3dcf604f0551062274b14e12790f4d8639d1bbf4467fa801227f8ee",
     "itm": "5598e071981dadde311011e7aae69acca3daf6c53741bf5fa1ded13c9754518d",
 }
-HASHES_TAKEN_WITH = ("2.13.0+cpu", "5.23.0", "AVX512", True)
+# Where the hashes were taken, and where they were checked since (transformers 5.24.0: same bytes).
+HASHES_HOLD_ON = {("2.13.0+cpu", "5.23.0", "AVX512", True), ("2.13.0+cpu", "5.24.0", "AVX512", True)}
 
 
 def _this_machine() -> tuple:
@@ -226,7 +227,7 @@ def _this_machine() -> tuple:
 
 
 @pytest.mark.skipif(
-    _this_machine() != HASHES_TAKEN_WITH, reason=f"reference weights were taken with {HASHES_TAKEN_WITH}"
+    _this_machine() not in HASHES_HOLD_ON, reason=f"reference weights were checked only on {sorted(HASHES_HOLD_ON)}"
 )
 def test_training_writes_the_same_weights_as_the_old_code(tmp_path):
     out = tmp_path / "demo"
