@@ -1,4 +1,5 @@
-"""The models' pixels of every live picture, made in the prefetch thread once per distinct image processor.
+"""The models' pixels of every live picture, made ahead of the models (in the prefetch thread, or on its decode
+pool) once per distinct image processor.
 
 Without this each model call resizes and normalises its own pictures in the model thread: twice per picture
 with BLIP's captioner and filter (7.6 ms each for a photo at BLIP-base's 384 px here), which a GPU spends
