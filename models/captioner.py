@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from .loading import load_blip
+from .pixels import pixel_rows
 
 
 class Captioner:
@@ -61,12 +62,9 @@ class Captioner:
         if not images or n == 0:
             return [[] for _ in images]
         text = [self.prompt] * len(images) if self.prompt else None
-        if pixel_values is None:
-            inputs = self.processor(images=images, text=text, return_tensors="pt")
-            pixel_values = inputs["pixel_values"]
-        else:
-            inputs = self.processor(text=text, return_tensors="pt") if text else {}
-        pixel_values = pixel_values.to(self.device, self.model.dtype)
+        pixels = pixel_rows(self.image_processor, images, pixel_values, 0, len(images))
+        pixel_values = pixels.to(self.device, self.model.dtype)
+        inputs = self.processor(text=text, return_tensors="pt") if text else {}
         prompt = {k: inputs[k].to(self.device) for k in ("input_ids", "attention_mask") if k in inputs}
         prompt_ids = prompt.get("input_ids")
         with self._lock, torch.inference_mode():

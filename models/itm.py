@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from .loading import load_blip
-from .pixels import image_pixels
+from .pixels import pixel_rows
 
 
 class ItmScorer:
@@ -97,12 +97,7 @@ class ItmScorer:
 
         parts = []
         for start in range(0, len(images), self.batch_size):
-            end = start + self.batch_size
-            chunk = (
-                pixel_values[start:end]
-                if pixel_values is not None
-                else image_pixels(self.image_processor, images[start:end])
-            )
+            chunk = pixel_rows(self.image_processor, images, pixel_values, start, start + self.batch_size)
             parts.append(
                 self.model.vision_model(pixel_values=chunk.to(self.device, self.model.dtype)).last_hidden_state
             )

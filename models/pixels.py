@@ -17,3 +17,11 @@ def processor_key(image_processor) -> str:
 def image_pixels(image_processor, images: list):
     """``(len(images), channels, height, width)`` float32 pixels of ``images`` (PIL), on the CPU."""
     return image_processor(images, return_tensors="pt")["pixel_values"]
+
+
+def pixel_rows(image_processor, images: list, pixel_values, start: int, end: int):
+    """Pixels of ``images[start:end]``: those rows of ``pixel_values`` when the caller made them ahead, else
+    made now."""
+    if pixel_values is not None:
+        return pixel_values[start:end]
+    return image_pixels(image_processor, images[start:end])

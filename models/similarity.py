@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .loading import load_blip
-from .pixels import image_pixels
+from .pixels import pixel_rows
 
 # A similarity.model value that means "the filter checkpoint's own ITC head" rather than a checkpoint name.
 ITC = "itc"
@@ -49,11 +49,7 @@ class _Similarity:
                 if vision_states is not None:
                     embeds = self._project_vision(vision_states[start:end])
                 else:
-                    pixels = (
-                        pixel_values[start:end]
-                        if pixel_values is not None
-                        else image_pixels(self.image_processor, images[start:end])
-                    )
+                    pixels = pixel_rows(self.image_processor, images, pixel_values, start, end)
                     embeds = self._embed_images(pixels.to(self.device, self.model.dtype))
                 parts.append(normalize(embeds.float(), dim=-1))
         return torch.cat(parts) if parts else torch.zeros(0, self.dimension)
