@@ -16,12 +16,11 @@ import argparse
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
 
-from bench.bench import measured, pipeline_command, write_shards
+from bench.bench import measured, throughput_commands, write_shards
 
 
 class Utilisation:
@@ -61,39 +60,11 @@ class Utilisation:
         )
 
 
-def sets(args, dtype: str, batch: int) -> list[str]:
-    return [
-        f"captioner.model={args.captioner}",
-        f"filter.model={args.itm}",
-        f"captioner.num_captions={args.num_captions}",
-        f"captioner.min_length={args.max_length}",
-        f"captioner.max_length={args.max_length}",
-        f"captioner.batch_size={batch}",
-        f"filter.batch_size={batch * (args.num_captions + 1)}",
-        "filter.threshold=0",
-        f"runtime.device={args.device}",
-        f"runtime.dtype={dtype}",
-    ]
-
-
-def floor_command(args, pattern: str, dtype: str, batch: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "bench.floor",
-        "--input",
-        pattern,
-        "--captioner",
-        args.captioner,
-        "--itm",
-        args.itm,
-        f"--num-captions={args.num_captions}",
-        f"--length={args.max_length}",
-        f"--batch-size={batch}",
-        f"--dtype={dtype}",
-        "--device",
-        args.device,
-    ]
+def commands(args, pattern: str, out: Path, dtype: str, batch: int) -> tuple[list[str], list[str]]:
+    """The floor's command and the pipeline's at ``dtype`` and ``batch`` (``bench.bench``'s, as ``throughput``
+    runs them)."""
+    args.dtype, args.batch_size = dtype, batch
+    return throughput_commands(args, pattern, out, out.with_name(out.name + "-floor-scores.json"))
 
 
 def main() -> None:
@@ -108,6 +79,7 @@ def main() -> None:
     parser.add_argument("--dtypes", default="float16,bfloat16")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--size", default="640x480", help="photo size, WIDTHxHEIGHT")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads on both sides (0: usable cores)")
     args = parser.parse_args()
     width, height = (int(x) for x in args.size.split("x"))
     work = Path(tempfile.mkdtemp(prefix="capfilt-gpu-"))
@@ -117,7 +89,7 @@ def main() -> None:
         for batch in (int(b) for b in args.batch_sizes.split(",")):
             out = work / f"out-{dtype}-{batch}"
             watch = Utilisation()
-            seconds, rss, _ = measured(pipeline_command(pattern, out, sets(args, dtype, batch)))
+            seconds, rss, _ = measured(commands(args, pattern, out, dtype, batch)[1])
             busy = watch.stop()
             shard_seconds = json.loads((out / "report.json").read_text())["totals"]["model_seconds"]
             steady = args.images / shard_seconds
@@ -129,8 +101,9 @@ def main() -> None:
             if steady > best.get(dtype, (0.0, 0))[0]:
                 best[dtype] = (steady, batch)
     for dtype, (_, batch) in best.items():
-        floor_s, _, _ = measured(floor_command(args, pattern, dtype, batch))
-        pipe_s, _, _ = measured(pipeline_command(pattern, work / "out-floor", sets(args, dtype, batch)))
+        floor, pipeline = commands(args, pattern, work / "out-floor", dtype, batch)
+        floor_s, _, _ = measured(floor)
+        pipe_s, _, _ = measured(pipeline)
         print(
             f"{dtype} batch {batch}, model loading included on both sides: floor {args.images / floor_s:.1f} img/s "
             f"({floor_s:.1f} s), pipeline {args.images / pipe_s:.1f} img/s ({pipe_s:.1f} s): pipeline/floor "

@@ -126,17 +126,6 @@ def _settings(config: RunConfig) -> dict:
     return {"fingerprint": config.fingerprint(), "settings": config.output_settings()}
 
 
-def _annotated_batches(
-    samples: Iterable[Sample], name: str, config: RunConfig, models, decode_threads: int = 1
-) -> Iterator[list[Sample]]:
-    pool = ThreadPoolExecutor(decode_threads, "capfilt-decode") if decode_threads > 1 else None
-    try:
-        yield from _model_stages(samples, name, config, models, pool, decode_threads)
-    finally:
-        if pool is not None:  # a stopped shard does not wait for decoding nobody will read
-            pool.shutdown(wait=False, cancel_futures=True)
-
-
 def prepared_batches(
     samples: Iterable[Sample], config: RunConfig, pixels: SharedPixels, pool=None, threads: int = 1
 ) -> Iterator[list[Sample]]:
@@ -150,18 +139,25 @@ def prepared_batches(
     return pixels.attached(batched(decoded, config.captioner.batch_size))
 
 
-def _model_stages(samples, name: str, config: RunConfig, models, pool, threads: int) -> Iterator[list[Sample]]:
-    pixels = SharedPixels(models.seeing_pixels(), pool, threads)
-    batches = prefetch(prepared_batches(samples, config, pixels, pool, threads), config.runtime.prefetch_batches)
-    for index, batch in enumerate(batches):
-        seed = batch_seed(config.seed, name, index)
-        caption_batch(batch, models.captioner, seed, config.video.caption_frames, pixels)
-        interrupt.raise_if_stopping()  # between the model stages too: a batch of a large model takes a while
-        score_batch(batch, models.scorer, models.similarity, config.similarity.embeddings, pixels)
-        f = config.filter
-        for sample in batch:
-            decide(sample, f.policy, f.threshold, f.web_margin, f.score)
-        yield batch
+def _annotated_batches(
+    samples: Iterable[Sample], name: str, config: RunConfig, models, decode_threads: int = 1
+) -> Iterator[list[Sample]]:
+    pool = ThreadPoolExecutor(decode_threads, "capfilt-decode") if decode_threads > 1 else None
+    try:
+        pixels = SharedPixels(models.seeing_pixels(), pool, decode_threads)
+        ready = prepared_batches(samples, config, pixels, pool, decode_threads)
+        for index, batch in enumerate(prefetch(ready, config.runtime.prefetch_batches)):
+            seed = batch_seed(config.seed, name, index)
+            caption_batch(batch, models.captioner, seed, config.video.caption_frames, pixels)
+            interrupt.raise_if_stopping()  # between the model stages too: a batch of a large model takes a while
+            score_batch(batch, models.scorer, models.similarity, config.similarity.embeddings, pixels)
+            f = config.filter
+            for sample in batch:
+                decide(sample, f.policy, f.threshold, f.web_margin, f.score)
+            yield batch
+    finally:
+        if pool is not None:  # a stopped shard does not wait for decoding nobody will read
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def count_sample(stats: Stats, sample: Sample) -> None:
