@@ -67,5 +67,5 @@ setup(
             "pandas>=2",
         ],
     },
-    entry_points={"console_scripts": ["capfilt=capfilt.pipeline.cli:main"]},
+    entry_points={"console_scripts": ["capfilt=capfilt.cli:main"]},
 )

@@ -1,5 +1,5 @@
 """What the CPU side of one worker process sustains: reading shards, decoding, and making the models' pixels, in
-images/s, through the pipeline's own code (``process.prepared_batches``: ``TarSamples``, ``decode_sample``,
+images/s, through the pipeline's own code (``batches.prepared_batches``: ``TarSamples``, ``decode_sample``,
 ``SharedPixels``) with the image processors of the given checkpoints, on 1..N decode threads
 (``runtime.decode_threads``). No model runs. A GPU is kept fed when this rate is above what the models consume
 there (``bench.gpu``).
@@ -21,8 +21,8 @@ from types import SimpleNamespace
 from bench.bench import median, write_shards
 from capfilt.pipeline.config import load_config
 from capfilt.pipeline.cores import usable_cores
+from capfilt.pipeline.shard.batches import prepared_batches
 from capfilt.pipeline.shard.pixels import SharedPixels
-from capfilt.pipeline.shard.process import prepared_batches
 from capfilt.pipeline.shard.reader import TarSamples
 
 

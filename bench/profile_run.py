@@ -88,19 +88,19 @@ def import_model_libraries() -> None:
 
 
 def instrument() -> None:
-    from capfilt.pipeline import beam_job, cli
-    from capfilt.pipeline.shard import clean_shard_fn, process, writer
+    from capfilt.pipeline import beam_job, launch
+    from capfilt.pipeline.shard import batches, clean_shard_fn, loaded_models, process, writer
 
-    around(cli, "_run_job", "CLI, config, preflight", "Beam finish")
+    around(launch, "_run_job", "CLI, config, preflight", "Beam finish")
     around(beam_job, "build", "Beam start", "Beam start")
-    around(clean_shard_fn, "load_models", "Beam start", "model load", ("model imports", import_model_libraries))
+    around(loaded_models, "load_models", "Beam start", "model load", ("model imports", import_model_libraries))
     around(process, "caption_batch", "shard other", "caption")
     around(process, "score_batch", "shard other", "itm")
     around(writer.ShardWriter, "write", "shard other", "write output")
     around(writer.ShardWriter, "commit", "shard other", "write output")
     around(beam_job, "write_report", "Beam between shards and report", "report")
-    around(cli, "_summarise", "Beam finish", "summary")
-    counted(process, "decode_sample", "decode (prefetch thread)")
+    around(launch, "_summarise", "Beam finish", "summary")
+    counted(batches, "decode_sample", "decode (prefetch thread)")
     original_prefetch = process.prefetch
 
     def waited(items, depth):
@@ -121,7 +121,7 @@ def instrument() -> None:
 
 def main() -> int:
     out, argv = sys.argv[1], sys.argv[2:]
-    from capfilt.pipeline.cli import main as capfilt_main
+    from capfilt.cli import main as capfilt_main
 
     CLOCK.lap("imports (capfilt CLI)")
     instrument()

@@ -82,10 +82,9 @@ def decode_share(args) -> None:
     inside ``read_clip`` during it (the decode stage and the report's strips), measured in the same process (the
     FnApiRunner runs in memory): as wall-clock time, which also counts waiting for the GIL and a core while the
     models run beside it, and as the calling thread's CPU time, the decoding work itself."""
+    from capfilt import cli
     from capfilt.demo.world import write_demo_shards
-    from capfilt.pipeline import cli
-    from capfilt.pipeline.report import examples
-    from capfilt.pipeline.shard import decode, video
+    from capfilt.pipeline.shard import decode, examples, video
 
     wall_spent, cpu_spent = [], []
 

@@ -1,5 +1,5 @@
-"""The demo world's side of the command line: ``demo-data``, the demo input of ``capfilt run demo``, and
-``eval``. The CLI imports this module only for those commands."""
+"""The demo world's side of the command line: ``demo-data``, the demo input and evaluation of ``capfilt run demo``
+(``WORLD``), and ``eval``. The command line imports this module in one place."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 
 from ..pipeline.config import DemoDataConfig
 from ..pipeline.errors import UsageError
+from ..pipeline.launch import DemoWorld
 from ..pipeline.report.build import update_report
 from . import evaluate
 from .world import parse_noise_mix, write_demo_shards
@@ -81,3 +82,7 @@ def print_evaluation(output_dir: str, ablation: bool = False, retrieval: bool = 
         result["retrieval"] = measure_retrieval(output_dir, ablation)
         print(format_retrieval(result["retrieval"]))
     update_report(output_dir, result)
+
+
+# What ``capfilt run`` needs of the demo world (its input, its evaluation, the accuracy gate).
+WORLD = DemoWorld(write_demo_input, print_evaluation, kept_accuracy)

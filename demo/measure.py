@@ -2,7 +2,7 @@
 
 The samples go through the pipeline's own stages, not a copy of them: ``decode_sample``, then
 ``annotate.caption_batch`` with a ``Captioner``, ``annotate.score_batch`` with an ``ItmScorer`` (and each
-similarity backend being compared), ``annotate.decide``, and ``rows.sample_row`` for the rows that
+similarity backend being compared), ``policy.decide``, and ``rows.sample_row`` for the rows that
 ``evaluate_rows`` and ``ablation_rows`` read. So a figure here is what ``capfilt run demo`` would make of the
 same images, minus the shards and Beam.
 """
@@ -17,6 +17,7 @@ from ..models.itm import ItmScorer
 from ..models.loading import load_blip
 from ..models.similarity import load_similarity
 from ..pipeline.config import DecodeConfig, VideoConfig
+from ..pipeline.policy import decide
 from ..pipeline.shard import annotate
 from ..pipeline.shard.decode import decode_sample
 from ..pipeline.shard.reader import split_member_name
@@ -128,7 +129,7 @@ def measure_models(
             if name is not None:
                 cosines[name] += [(s.web_similarity, list(s.synthetic_similarities)) for s in batch]
         for sample in batch:
-            annotate.decide(sample, "best", threshold, 0.0)
+            decide(sample, "best", threshold, 0.0)
             rows.append(sample_row(sample))
     figures = {}
     if similarities:

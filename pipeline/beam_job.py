@@ -1,31 +1,17 @@
-"""The Beam pipeline: list shards, spread them over workers, clean each, sum stats, write the report."""
+"""The Beam pipeline of ``capfilt run``: list shards, spread them over workers, clean each, sum stats, write the
+report."""
 
 from __future__ import annotations
 
-import sys
-
 import apache_beam as beam
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, PortableOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
 from .config import RunConfig
 from .cores import usable_cores
 from .report.build import write_report
-from .shard.clean_shard_fn import CleanShardFn, sum_stats
-
-LOCAL_RUNNERS = ("DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
-
-
-def runner_name(options: PipelineOptions) -> str:
-    return (options.get_all_options().get("runner") or "").rsplit(".", 1)[-1]
-
-
-def runs_here(options: PipelineOptions) -> bool:
-    """The workers run on this machine: a local runner, or the portable runner with an embedded job service
-    and in-process (LOOPBACK) workers."""
-    if runner_name(options) in LOCAL_RUNNERS:
-        return True
-    portable = options.view_as(PortableOptions)
-    return portable.job_endpoint == "embed" and portable.environment_type == "LOOPBACK"
+from .runners import LOCAL_RUNNERS, job_options, job_pipeline, runner_name
+from .shard.clean_shard_fn import CleanShardFn
+from .shard_job import write_shards
 
 
 def torch_threads(config: RunConfig, options: PipelineOptions) -> int:
@@ -51,15 +37,13 @@ def build(
 ):
     """Wire the run into ``p``; returns the PCollection of summed stats."""
     clean = CleanShardFn(config, output_dir, overwrite, threads, progress_dir)
-    stats = (
-        p
-        | "ListShards" >> beam.Create(shards)
-        | "SpreadShards" >> beam.Reshuffle()
-        | "CleanShards" >> beam.ParDo(clean)
-        | "SumStats" >> beam.CombineGlobally(sum_stats)
-    )
-    _ = stats | "WriteReport" >> beam.Map(lambda total: write_report(output_dir, total, config.to_dict()))
-    return stats
+    paths = p | "ListShards" >> beam.Create(shards)
+    return write_shards(paths, "CleanShards", clean, lambda total: write_report(output_dir, total, config.to_dict()))
+
+
+def run_options(config: RunConfig, beam_args: list[str] = (), verbose: bool = False) -> PipelineOptions:
+    """The run's Beam options: the config's runner and options, then ``beam_args``."""
+    return job_options([*config.beam_args(), *beam_args], verbose)
 
 
 def run(
@@ -71,28 +55,8 @@ def run(
     progress_dir: str | None = None,
     verbose: bool = False,
 ) -> None:
-    """Run the pipeline to completion with the config's runner and options, then ``beam_args``.
-
-    Local worker processes log only warnings unless ``verbose`` (their INFO lines would interleave with the
-    progress line); a flag in ``beam_args`` still wins, and cluster runs keep their workers' own level.
-    """
-    options = PipelineOptions([*config.beam_args(), *beam_args])
-    if runs_here(options) and not verbose:
-        options = PipelineOptions(["--default_sdk_harness_log_level=WARNING", *config.beam_args(), *beam_args])
+    """Run the pipeline to completion with the config's runner and options, then ``beam_args``."""
+    options = run_options(config, beam_args, verbose)
     threads = torch_threads(config, options)
-    with beam.Pipeline(runner=_local_process_runner(options, verbose), options=options) as p:
+    with job_pipeline(options, verbose) as p:
         build(p, config, shards, output_dir, overwrite, threads, progress_dir)
-
-
-def _local_process_runner(options: PipelineOptions, verbose: bool):
-    """For a local multi-process run, the FnApiRunner with capfilt's worker entry point (``worker_main``) in
-    place of Beam's; None (the runner the options name) otherwise."""
-    direct = options.view_as(DirectOptions)
-    if runner_name(options) not in ("DirectRunner", "FnApiRunner") or direct.direct_running_mode != "multi_processing":
-        return None
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-    from apache_beam.transforms.environments import SubprocessSDKEnvironment
-
-    command = f"{sys.executable} -m capfilt.pipeline.worker_main" + (" --verbose" if verbose else "")
-    direct.direct_running_mode = "in_memory"  # else the runner swaps in Beam's own worker command
-    return FnApiRunner(default_environment=SubprocessSDKEnvironment.from_command_string(command))

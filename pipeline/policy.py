@@ -78,3 +78,22 @@ def choose(
         if score is not None
     ]
     return select(web, synthetic, policy, threshold, web_margin)
+
+
+def decide(sample, policy: str, threshold: float, web_margin: float, by: str = "itm") -> None:
+    """Apply the selection policy to a live ``Sample``'s scores of kind ``by`` (``itm`` or ``similarity``):
+    a kept sample gets its decision, a dropped one the policy's reason as its status."""
+    if not sample.live:
+        return
+    if by == "similarity":
+        web_score, synthetic_scores = sample.web_similarity, sample.synthetic_similarities
+    else:
+        web_score, synthetic_scores = sample.web_score, sample.synthetic_scores
+    sample.decision = choose(
+        sample.web_text, web_score, sample.synthetic, synthetic_scores, policy, threshold, web_margin
+    )
+    if sample.decision.chosen is None:
+        sample.drop(sample.decision.reason)
+    else:
+        sample.status = "kept"
+        sample.release_pixels()

@@ -12,7 +12,6 @@ from .errors import ConfigError
 # A Hugging Face repo id: "name" or "owner/name" of letters, digits and -_. (the hub's own rule, simplified).
 HUB_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+$")
 HUB_TIMEOUT_S = 10.0
-RESUME_CHECKS = 32
 
 
 def check_models(config: RunConfig) -> None:
@@ -123,37 +122,3 @@ def check_runner(config: RunConfig, beam_args: list[str]) -> None:
         raise ConfigError(
             f"runner {runner!r} is not a Beam runner (known: {', '.join(StandardOptions.KNOWN_RUNNER_NAMES)})"
         )
-
-
-def runs_here(config: RunConfig, beam_args: list[str]) -> bool:
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from .beam_job import runs_here as options_run_here
-
-    return options_run_here(PipelineOptions([*config.beam_args(), *beam_args]))
-
-
-def complete_shards(shards: list[str], output_dir: str, config: RunConfig) -> list[str]:
-    """The input shards already complete in ``output_dir`` (one listing). Refuses to resume when one of them
-    (up to ``RESUME_CHECKS``, spread over the list; workers check every one they skip) was made with other
-    settings: one folder would otherwise mix two runs' decisions."""
-    from apache_beam.io.filesystems import FileSystems
-
-    from .shard.process import SettingsMismatch, read_done_stats
-    from .shard.reader import shard_name
-
-    try:
-        listed = FileSystems.match([output_dir.rstrip("/") + "/*_stats.json"])[0].metadata_list
-    except Exception:  # no folder yet
-        return []
-    names = {m.path.rstrip("/").rsplit("/", 1)[-1] for m in listed}
-    done = [s for s in shards if f"{shard_name(s)}_stats.json" in names]
-    if not config.settings_known():  # dtype auto resolves on the workers only, and they check every shard they skip
-        return done
-    step = max(1, len(done) // RESUME_CHECKS)
-    for path in done[::step]:
-        try:
-            read_done_stats(path, output_dir, config)
-        except SettingsMismatch as exc:
-            raise ConfigError(f"--output {output_dir}: {exc}") from None
-    return done

@@ -121,3 +121,11 @@ def _add_bins(a: list[int], b: list[int]) -> list[int]:
 
 def _bin(score: float) -> int:
     return min(int(score * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)
+
+
+def sum_stats(items) -> Stats:
+    """The sum of ``items`` (Beam's ``CombineGlobally`` over every shard's stats)."""
+    total = Stats()
+    for item in items:
+        total = total + item
+    return total

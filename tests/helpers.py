@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageStat
 
-from capfilt.pipeline.cli import main
+from capfilt.cli import main
 from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
 
 WORDS = "a picture of red green blue circle square triangle small large on the left right and".split()

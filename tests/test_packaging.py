@@ -23,6 +23,9 @@ PACKAGES = {
     "demo": "capfilt.demo",
 }
 PRODUCTION = ("capfilt.pipeline", "capfilt.models")
+# ARCHITECTURE.md's rule, lowest layer first: a module may import its own layer and the layers below it only.
+# `capfilt` itself (the version) is below all; its command line (`capfilt.cli`, `python -m capfilt`) is above all.
+LAYERS = ("capfilt.models", "capfilt.pipeline", "capfilt.demo", "capfilt.cli")
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +108,7 @@ def test_installed_wheel_runs_the_demo_beside_a_users_own_packages(installed, tm
             sys.executable,
             "-S",
             "-c",
-            "import capfilt.pipeline.cli as c, capfilt.models.loading as m; print(c.__file__)",
+            "import capfilt.cli as c, capfilt.models.loading as m; print(c.__file__)",
         ],
         env=env,
         cwd=folder,
@@ -138,7 +141,7 @@ def test_production_modules_never_import_the_demo_package():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     loaded = ast.literal_eval(result.stdout.strip().splitlines()[-1])
-    assert "capfilt.pipeline.beam_job" in loaded and "capfilt.pipeline.cli" in loaded
+    assert "capfilt.pipeline.beam_job" in loaded and "capfilt.pipeline.launch" in loaded
     assert not [m for m in loaded if m.startswith("capfilt.demo")]
 
 
@@ -165,19 +168,35 @@ def _package_modules():
             yield path, ".".join([package, *(parts[:-1] if is_package else parts)]), is_package
 
 
-def test_packages_import_themselves_relatively_and_production_never_imports_demo():
+def _layer(module: str) -> int | None:
+    """The module's place in ``LAYERS`` (None for ``capfilt`` itself and for other distributions)."""
+    if module in ("capfilt.__main__",):
+        return len(LAYERS) - 1
+    return next((i for i, layer in enumerate(LAYERS) if module == layer or module.startswith(layer + ".")), None)
+
+
+def test_packages_import_themselves_relatively_and_every_import_points_down_the_layers():
     problems = []
     for path, module, is_package in _package_modules():
         where = path.relative_to(ROOT)
-        for target, line, in_function, level in _imports(path, module, is_package):
+        for target, line, _, level in _imports(path, module, is_package):
             top = target.split(".")[0]
             if level == 0 and top in ("pipeline", "models", "demo", "capfilt"):
                 problems.append(f"{where}:{line}: absolute import of {target} inside the package")
-            if module.startswith(PRODUCTION) and target.startswith("capfilt.demo"):
-                # Only the command line may reach the demo, and only when a demo command runs.
-                if not (module == "capfilt.pipeline.cli" and in_function):
-                    problems.append(f"{where}:{line}: production module imports {target}")
+            here, there = _layer(module), _layer(target)
+            if here is not None and there is not None and there > here:
+                problems.append(f"{where}:{line}: {module} ({LAYERS[here]}) imports {target}, a layer above it")
     assert not problems, "\n".join(problems)
+
+
+def test_the_layer_check_sees_an_upward_import(tmp_path):
+    """The walk above reads function-level and relative imports too: a pipeline module reaching the demo from
+    inside a function, as the command line once did, is an arrow up."""
+    path = tmp_path / "launch.py"
+    path.write_text("def f():\n    from ..demo import commands\n")
+    (target, _, in_function, level), = _imports(path, "capfilt.pipeline.launch", False)
+    assert (target, in_function, level) == ("capfilt.demo", True, 2)
+    assert _layer(target) > _layer("capfilt.pipeline.launch")
 
 
 @pytest.mark.skipif(shutil.which("ruff", path=str(Path(sys.executable).parent)) is None, reason="ruff not installed")
@@ -194,7 +213,7 @@ def _heavy_modules_after(argv: list[str]) -> tuple[int, list[str]]:
     """Run ``capfilt ARGV`` in a fresh interpreter; its exit code and which of ``HEAVY`` it imported."""
     code = (
         "import sys\n"
-        "from capfilt.pipeline.cli import main\n"
+        "from capfilt.cli import main\n"
         "try:\n"
         f"    code = main({argv!r})\n"
         "except SystemExit as exc:\n"
@@ -210,7 +229,7 @@ def test_help_and_argument_errors_import_no_heavy_library():
     # `capfilt --help` and argument errors answer at once: Beam, torch and transformers load only for the work.
     code = (
         "import sys\n"
-        "from capfilt.pipeline.cli import build_parser\n"
+        "from capfilt.cli import build_parser\n"
         "build_parser().format_help()\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'apache_beam', 'torch', 'transformers'}))\n"
     )

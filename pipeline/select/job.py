@@ -9,9 +9,9 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsSingleton
 
-from .. import beam_job
 from ..report.build import write_report
-from ..shard.clean_shard_fn import sum_stats
+from ..runners import job_options, job_pipeline
+from ..shard_job import write_shards
 from .cut import Cut, GlobalCut
 from .settings import SelectConfig
 from .shard import SelectShardFn, selection_keys
@@ -29,14 +29,9 @@ def build(p: beam.Pipeline, config: SelectConfig, output_dir: str, overwrite: bo
             | "ReadScores" >> beam.Map(selection_keys, config)
             | "Quantile" >> GlobalCut(config.keep_fraction)
         )
-    stats = (
-        names
-        | "SpreadShards" >> beam.Reshuffle()
-        | "SelectShards" >> beam.ParDo(SelectShardFn(config, output_dir, overwrite), AsSingleton(cut))
-        | "SumStats" >> beam.CombineGlobally(sum_stats)
-    )
-    _ = stats | "WriteReport" >> beam.Map(_write_report, AsSingleton(cut), config, output_dir)
-    return stats
+    select = SelectShardFn(config, output_dir, overwrite)
+    cut = AsSingleton(cut)
+    return write_shards(names, "SelectShards", select, _write_report, [cut], [cut, config, output_dir])
 
 
 def _write_report(total, cut: Cut, config: SelectConfig, output_dir: str) -> None:
@@ -44,16 +39,11 @@ def _write_report(total, cut: Cut, config: SelectConfig, output_dir: str) -> Non
     write_report(output_dir, total, config.report_config(threshold, cut.pool, cut.target))
 
 
-def _options(beam_args: list[str], verbose: bool = False) -> PipelineOptions:
-    quiet = [] if verbose else ["--default_sdk_harness_log_level=WARNING"]
-    return PipelineOptions(["--runner=FnApiRunner", *quiet, *beam_args])
-
-
-def runs_here(beam_args: list[str]) -> bool:
-    return beam_job.runs_here(_options(beam_args))
+def select_options(beam_args: list[str], verbose: bool = False) -> PipelineOptions:
+    """The selection's Beam options: the FnApiRunner unless ``beam_args`` name another runner."""
+    return job_options(["--runner=FnApiRunner", *beam_args], verbose)
 
 
 def run(config: SelectConfig, output_dir: str, overwrite: bool, beam_args: list[str], verbose: bool = False) -> None:
-    """Run the selection with the FnApiRunner unless ``beam_args`` name another runner."""
-    with beam.Pipeline(options=_options(beam_args, verbose)) as p:
+    with job_pipeline(select_options(beam_args, verbose), verbose) as p:
         build(p, config, output_dir, overwrite)

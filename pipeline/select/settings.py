@@ -11,9 +11,9 @@ from .. import storage
 from ..config import SCORE_RANGES, DecodeConfig, VideoConfig, settings_fingerprint
 from ..errors import ConfigError, UsageError
 from ..report.build import REPORT_JSON, require_output
+from ..resume import LAUNCH_CHECKS
 from ..shard.writer import output_paths
 
-FINGERPRINT_CHECKS = 32  # shards whose stats the launcher reads; as preflight.RESUME_CHECKS for run
 POLICIES = ("best", "all")  # score_only drops nothing, so there is nothing to select
 
 
@@ -152,7 +152,7 @@ def _scored_shards(scored_dir: str) -> tuple[tuple[str, ...], str]:
             if f"{name}.{kind}" not in files:
                 raise UsageError(f"{scored_dir}: shard {name} has stats but no {name}.{kind}; the folder is damaged")
     fingerprints = set()
-    step = max(1, len(names) // FINGERPRINT_CHECKS)
+    step = max(1, len(names) // LAUNCH_CHECKS)
     for name in names[::step]:  # spread over the list; each worker checks the shards it reads (select_shard)
         fingerprints.add(source_fingerprint(scored_dir, name))
     if len(fingerprints) != 1:

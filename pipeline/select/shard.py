@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import io
 import json
-import time
 
-import apache_beam as beam
 import numpy as np
 import pyarrow.parquet as pq
 
 from .. import interrupt, storage
-from ..policy import Decision
+from ..policy import Decision, decide
 from ..reasons import NOTES
-from ..report.examples import ExamplePicker
-from ..shard.annotate import decide
+from ..resume import recorded_settings
 from ..shard.embeddings import embedding_paths
-from ..shard.process import count_sample, finish_stats, read_done_stats, shard_done
 from ..shard.reader import TarSamples
 from ..shard.sample import Sample
-from ..shard.writer import ShardWriter, output_paths
+from ..shard.sink import ShardSink
+from ..shard.writer import output_paths
+from ..shard_job import ShardFn
 from ..stats import Stats
 from .cut import Cut, best_score, order_keys
 from .settings import SelectConfig, source_stats
@@ -101,50 +99,39 @@ def _embeddings(config: SelectConfig, name: str) -> tuple[np.ndarray, np.ndarray
 
 def select_shard(name: str, config: SelectConfig, cut: Cut, output_dir: str) -> Stats:
     """Write shard ``name`` of the selection to ``output_dir``; returns its stats."""
-    started = time.monotonic()
     source = source_stats(config.scored_dir, name)
     if source.get("fingerprint") != config.source_fingerprint:
         raise ValueError(f"scored shard {name} was made with other settings than the rest of the pool")
     # A shard the scored run could not read, or read only up to a cut, stays on record as such.
     status = source.get("per_shard", {}).get(name, {}).get("status", "ok")
-    stats = Stats(
-        shards=1, failed_shards=[name] * (status == "failed"), truncated_shards=[name] * (status == "truncated")
+    sink = ShardSink(
+        output_dir,
+        name,
+        config.policy,
+        config.score,
+        config.embeddings,
+        config.decode.max_pixels,
+        config.video,
+        recorded_settings(config),
     )
-    writer = ShardWriter(output_dir, name, config.policy, config.score, config.embeddings)
-    examples = ExamplePicker(name, config.decode.max_pixels, config.video)
-    embeddings = None
-    ties_kept, kept_index = 0, 0
-    try:
-        with storage.open_raw(config.shard_path(name)) as stream:
-            scored = iter(TarSamples(stream, config.decode.max_member_bytes, config.video.max_member_bytes))
-            for row in read_rows(config, name):
-                written = next(scored) if row["status"] == "kept" else None
-                members = _input_members(row, written) if written else None
-                sample = sample_from_row(row, members, _frame_times(written))
-                if sample.live:
-                    if config.embeddings:
-                        embeddings = embeddings or _embeddings(config, name)
-                        sample.image_embedding = embeddings[0][kept_index].astype(np.float32)
-                        sample.text_embeddings = {row["caption"]: embeddings[1][kept_index].astype(np.float32)}
-                    kept_index += 1
-                    ties_kept += _apply_cut(sample, best_score(row, config.score), name, cut, ties_kept, config)
-                count_sample(stats, sample)
-                examples.offer(sample)
-                writer.write(sample)
-                interrupt.raise_if_stopping()
-    except BaseException:
-        writer.discard()
-        raise
-    stats.examples = examples.examples
-    finish_stats(stats, name, status, started)
-    writer.commit(
-        stats,
-        shard=name,
-        error=source.get("error", ""),
-        fingerprint=config.fingerprint(),
-        settings=config.output_settings(),
-    )
-    return stats
+    with sink, storage.open_raw(config.shard_path(name)) as stream:
+        scored = iter(TarSamples(stream, config.decode.max_member_bytes, config.video.max_member_bytes))
+        embeddings = None
+        ties_kept, kept_index = 0, 0
+        for row in read_rows(config, name):
+            written = next(scored) if row["status"] == "kept" else None
+            members = _input_members(row, written) if written else None
+            sample = sample_from_row(row, members, _frame_times(written))
+            if sample.live:
+                if config.embeddings:
+                    embeddings = embeddings or _embeddings(config, name)
+                    sample.image_embedding = embeddings[0][kept_index].astype(np.float32)
+                    sample.text_embeddings = {row["caption"]: embeddings[1][kept_index].astype(np.float32)}
+                kept_index += 1
+                ties_kept += _apply_cut(sample, best_score(row, config.score), name, cut, ties_kept, config)
+            sink.add(sample)
+            interrupt.raise_if_stopping()
+    return sink.commit(status, source.get("error", ""))
 
 
 def _apply_cut(sample: Sample, score: float | None, name: str, cut: Cut, ties_kept: int, config: SelectConfig) -> int:
@@ -171,20 +158,12 @@ def _apply_cut(sample: Sample, score: float | None, name: str, cut: Cut, ties_ke
     return int(tie)
 
 
-class SelectShardFn(beam.DoFn):
-    """Takes a shard name and the cut (a side input), writes the shard's selection, and emits its Stats.
+class SelectShardFn(ShardFn):
+    """Takes a shard name and the cut (a side input), writes the shard's selection, and emits its Stats
+    (``ShardFn`` skips shards already complete, after checking the same selection of the same pool made them)."""
 
-    A shard whose stats already exist in the output is skipped (after checking they were made by the same
-    selection of the same pool) unless ``overwrite``.
-    """
+    def shard_of(self, name: str) -> str:
+        return name
 
-    def __init__(self, config: SelectConfig, output_dir: str, overwrite: bool = False):
-        self.config, self.output_dir, self.overwrite = config, output_dir, overwrite
-
-    def process(self, name: str, cut: Cut):
-        path = self.config.shard_path(name)
-        if not self.overwrite and shard_done(path, self.output_dir):
-            yield read_done_stats(path, self.output_dir, self.config)
-            return
-        interrupt.raise_if_stopping()
-        yield select_shard(name, self.config, cut, self.output_dir)
+    def write_shard(self, name: str, cut: Cut) -> Stats:
+        return select_shard(name, self.config, cut, self.output_dir)

@@ -1,11 +1,10 @@
 """The model stages of a shard: synthetic captions for each live sample, then ITM scores (and contrastive
-similarities) for every candidate, then the selection."""
+similarities) for every candidate; ``policy.decide`` then chooses."""
 
 from __future__ import annotations
 
 import hashlib
 
-from ..policy import choose
 from .sample import Sample
 
 
@@ -100,22 +99,3 @@ def score_batch(batch: list[Sample], scorer, similarity=None, keep_embeddings: b
         if keep_embeddings:
             sample.image_embedding = embeddings.images[i].numpy()
             sample.text_embeddings = {text: embeddings.text(text).numpy() for text in texts}
-
-
-def decide(sample: Sample, policy: str, threshold: float, web_margin: float, by: str = "itm") -> None:
-    """Apply the selection policy to the score ``by`` names (``itm`` or ``similarity``); a dropped sample gets
-    the policy's reason as its status."""
-    if not sample.live:
-        return
-    if by == "similarity":
-        web_score, synthetic_scores = sample.web_similarity, sample.synthetic_similarities
-    else:
-        web_score, synthetic_scores = sample.web_score, sample.synthetic_scores
-    sample.decision = choose(
-        sample.web_text, web_score, sample.synthetic, synthetic_scores, policy, threshold, web_margin
-    )
-    if sample.decision.chosen is None:
-        sample.drop(sample.decision.reason)
-    else:
-        sample.status = "kept"
-        sample.release_pixels()

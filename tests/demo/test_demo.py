@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from capfilt.cli import main
 from capfilt.demo.evaluate import ablation
 from capfilt.demo.training_sets import table1_sets
-from capfilt.pipeline.cli import main
 from tests.helpers import run_in_empty_folder
 
 

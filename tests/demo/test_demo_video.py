@@ -8,9 +8,9 @@ import tarfile
 import pyarrow.parquet as pq
 import pytest
 
+from capfilt.cli import main
 from capfilt.demo import world
 from capfilt.demo.video_world import render_clip
-from capfilt.pipeline.cli import main
 from capfilt.pipeline.config import VideoConfig
 from capfilt.pipeline.shard.video import read_clip
 from tests.helpers import run_in_empty_folder

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
+from capfilt.cli import main
 from capfilt.demo import contrastive, heldout, retrieval, world
 from capfilt.demo.evaluate import ablation
 from capfilt.demo.training_sets import RETRIEVAL_ROWS, read_samples, table1_sets
-from capfilt.pipeline.cli import main
 from tests.helpers import rows
 
 TINY = contrastive.ContrastiveConfig(steps=3, batch_size=8, image_size=16, width=16, text_layers=1)

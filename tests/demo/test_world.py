@@ -12,8 +12,8 @@ import tarfile
 import pytest
 from PIL import Image
 
+from capfilt.cli import main
 from capfilt.demo import world as world
-from capfilt.pipeline.cli import main
 
 
 def _members(path: str) -> dict[str, bytes]:

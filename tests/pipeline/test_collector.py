@@ -4,8 +4,8 @@ import gc
 
 import pytest
 
+from capfilt.cli import main
 from capfilt.pipeline import collector
-from capfilt.pipeline.cli import main
 from tests.helpers import run
 
 

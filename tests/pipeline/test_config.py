@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from capfilt.pipeline.cli import main
+from capfilt.cli import main
 from capfilt.pipeline.config import PACKAGED_CONFIG, ConfigError, load_config
 
 YAML = """

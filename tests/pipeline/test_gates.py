@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from capfilt.pipeline.cli import main
+from capfilt.cli import main
 from capfilt.pipeline.config import GatesConfig
 from capfilt.pipeline.gates import failed_gates
 from capfilt.pipeline.reasons import DROP_REASONS, NOTES

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from capfilt.pipeline.cli import main
+from capfilt.cli import main
 from tests.helpers import rows, run, sample_members, write_shard
 from tests.pipeline.test_wild import img2dataset_sample
 

@@ -115,7 +115,7 @@ def objects(client, prefix: str) -> dict[str, bytes]:
 
 
 def test_s3_input_and_output_with_atomic_rename_and_resume(tiny_models, reference, s3, tmp_path):
-    from capfilt.pipeline.cli import main
+    from capfilt.cli import main
 
     inp, expected = reference
     client, flags = s3

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from capfilt.pipeline.cli import main
+from capfilt.cli import main
 from tests.helpers import rows, run
 
 

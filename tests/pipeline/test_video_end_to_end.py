@@ -12,7 +12,7 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from capfilt.pipeline.cli import main
+from capfilt.cli import main
 from tests.helpers import (
     CAPTION,
     audio_only_mp4,

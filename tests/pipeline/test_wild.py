@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from capfilt.pipeline.cli import main
+from capfilt.cli import main
 from tests.helpers import encode, picture, rows, run, run_argv, write_shard
 
 HTML_404 = b"<html><head><title>404 Not Found</title></head><body>Not Found</body></html>\n"

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from PIL import Image
 
-from capfilt.pipeline.cli import main
+from capfilt.cli import main
 from capfilt.pipeline.report.build import build_report
 from capfilt.pipeline.report.html import render
 from capfilt.pipeline.stats import Stats

@@ -8,9 +8,9 @@ import io
 from PIL import Image
 
 from ..config import VideoConfig
-from ..shard.decode import open_image
-from ..shard.sample import Sample
-from ..shard.video import VideoRefused, read_clip
+from .decode import open_image
+from .sample import Sample
+from .video import VideoRefused, read_clip
 
 THUMBNAIL_PIXELS = 128
 STRIP_FRAME_PIXELS = 72  # each frame of a video's strip
