@@ -248,3 +248,17 @@ def test_check_and_report_read_an_output_folder_without_torch_or_transformers(ti
     assert _heavy_modules_after(["check", str(out), "--min-kept-fraction", "1.01"]) == (2, [])
     assert _heavy_modules_after(["report", str(out)]) == (0, [])
     assert (out / "report.html").exists()
+
+
+def test_python_m_capfilt_ignores_a_users_module_named_like_the_standard_librarys(tmp_path):
+    """`python -m capfilt` from a folder holding a select.py: Beam imports the standard library's select, never
+    the user's (which would end the process with its message)."""
+    (tmp_path / "select.py").write_text('raise SystemExit("a user select.py was imported")\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "capfilt", "report", str(tmp_path / "nothing")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert "user select.py" not in done.stderr
+    assert done.returncode == 2 and "no capfilt output here" in done.stderr
