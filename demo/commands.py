@@ -30,25 +30,25 @@ def write_demo_input(settings: DemoDataConfig, folder: str) -> str:
     return os.path.join(folder, f"{{{names}}}.tar" if len(paths) > 1 else os.path.basename(paths[0]))
 
 
-def demo_data(args) -> int:
+def demo_data(
+    output: str,
+    shards: int,
+    samples_per_shard: int,
+    seed: int = 0,
+    correct_fraction: float = 0.4,
+    noise_mix: str | None = None,
+    world: str = "default",
+    video: bool = False,
+) -> int:
     """``capfilt demo-data``: the demo world validates its own arguments; here a bad one is a usage error."""
-    if args.shards < 1 or args.samples_per_shard < 1:
+    if shards < 1 or samples_per_shard < 1:
         raise UsageError("--shards and --samples-per-shard must be at least 1")
     try:
-        mix = parse_noise_mix(args.noise_mix) if args.noise_mix is not None else None
-        paths = write_demo_shards(
-            args.output,
-            args.shards,
-            args.samples_per_shard,
-            args.seed,
-            args.correct_fraction,
-            mix,
-            args.world,
-            args.video,
-        )
+        mix = parse_noise_mix(noise_mix) if noise_mix is not None else None
+        paths = write_demo_shards(output, shards, samples_per_shard, seed, correct_fraction, mix, world, video)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    print(f"capfilt: wrote {len(paths)} shard(s) to {args.output}", file=sys.stderr)
+    print(f"capfilt: wrote {len(paths)} shard(s) to {output}", file=sys.stderr)
     return 0
 
 

@@ -119,7 +119,16 @@ def _select(args, beam_args: tuple[str, ...]) -> int:
 
 
 def _demo_data(args, beam_args: tuple[str, ...]) -> int:
-    return _demo().demo_data(args)
+    return _demo().demo_data(
+        args.output,
+        args.shards,
+        args.samples_per_shard,
+        args.seed,
+        args.correct_fraction,
+        args.noise_mix,
+        args.world,
+        args.video,
+    )
 
 
 def _require_report(output_dir: str) -> None:
