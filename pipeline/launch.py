@@ -121,7 +121,8 @@ def select(config: SelectConfig, output_dir: str, launch: Launch) -> int:
         cut = f"--threshold {config.threshold}"
     else:
         cut = f"--keep-fraction {config.keep_fraction}"
-    what = f"select {cut} by {config.score}: "
+    dedup = f" --dedup {config.dedup}" if config.dedup else ""
+    what = f"select {cut}{dedup} by {config.score}: "
     _prepare_output(shards, output_dir, config, launch.overwrite, what, config.scored_dir)
     stopped, failed = _run_job(lambda: job.run(config, output_dir, launch.overwrite, beam_args, console.VERBOSE))
     if stopped is not None:

@@ -7,6 +7,7 @@ KEPT = "kept"
 DROP_REASONS = {
     "below_threshold": "no candidate reached filter.threshold (policies best, all), or select's --threshold",
     "below_fraction": "outside the pool's best --keep-fraction in capfilt select",
+    "duplicate": "capfilt select --dedup: a copy of a sample with a better score (duplicate_of names it)",
     "no_caption": "no usable web caption and no synthetic caption",
     "no_image": "no image or video member, or only a link to one",
     "undecodable_image": "the image bytes do not decode",

@@ -1,5 +1,6 @@
-"""The Beam pipeline of ``capfilt select``: the cut (a constant, or the global quantile), then every shard
-rewritten against it as a side input, stats summed, the report written."""
+"""The Beam pipeline of ``capfilt select``: with ``--dedup``, the pool's duplicates (``dedup``); the cut over the
+rest (a constant, or the global quantile); then every shard rewritten with its duplicates and against the cut (a
+side input), stats summed, the report written."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ..report.build import write_report
 from ..runners import job_options, job_pipeline
 from ..shard_job import write_shards
 from .cut import Cut, GlobalCut
+from .dedup import ExactDuplicates, SemanticDuplicates
 from .settings import SelectConfig
 from .shard import SelectShardFn, selection_keys
 
@@ -20,18 +22,35 @@ from .shard import SelectShardFn, selection_keys
 def build(p: beam.Pipeline, config: SelectConfig, output_dir: str, overwrite: bool):
     """Wire the selection into ``p``; returns the PCollection of summed stats."""
     names = p | "ListShards" >> beam.Create(config.names)
+    shards = with_duplicates(names, config)
     if config.keep_fraction is None:
         cut = p | "Threshold" >> beam.Create([Cut(threshold=config.threshold)])
     else:
         cut = (
-            names
+            shards
             | "SpreadScores" >> beam.Reshuffle()
             | "ReadScores" >> beam.Map(selection_keys, config)
             | "Quantile" >> GlobalCut(config.keep_fraction)
         )
     select = SelectShardFn(config, output_dir, overwrite)
     cut = AsSingleton(cut)
-    return write_shards(names, "SelectShards", select, _write_report, [cut], [cut, config, output_dir])
+    return write_shards(shards, "SelectShards", select, _write_report, [cut], [cut, config, output_dir])
+
+
+def with_duplicates(names, config: SelectConfig):
+    """``(name, {key: kept copy})`` for every shard name: its samples that ``--dedup`` found to be copies."""
+    if config.dedup is None:
+        return names | "NoDuplicates" >> beam.Map(lambda name: (name, {}))
+    if config.dedup == "exact":
+        pairs = names | "Exact" >> ExactDuplicates(config)
+    else:
+        pairs = names | "Semantic" >> SemanticDuplicates(config, config.dedup_eps, config.seed)
+    keyed = names | "KeyNames" >> beam.Map(lambda name: (name, None))
+    return (
+        {"names": keyed, "duplicates": pairs}
+        | "DuplicatesPerShard" >> beam.CoGroupByKey()
+        | "AsDicts" >> beam.Map(lambda item: (item[0], dict(sorted(item[1]["duplicates"]))))
+    )
 
 
 def _write_report(total, cut: Cut, config: SelectConfig, output_dir: str) -> None:

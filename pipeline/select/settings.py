@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from .. import storage
@@ -13,6 +14,8 @@ from ..errors import ConfigError, UsageError
 from ..report.build import REPORT_JSON, require_output
 from ..resume import LAUNCH_CHECKS
 from ..shard.writer import output_paths
+from .dedup import MODES as DEDUP_MODES
+from .dedup import default_eps
 
 POLICIES = ("best", "all")  # score_only drops nothing, so there is nothing to select
 
@@ -32,6 +35,8 @@ class SelectConfig:
         source: the scored run's recorded config (report.json).
         source_fingerprint: the scored run's settings fingerprint, so a resumed selection never mixes sources.
         embeddings: the scored folder has clip-retrieval embedding files, so the selection gets them too.
+        dedup: ``exact`` or ``semantic`` to keep one sample of each group of copies (``select.dedup``), or None.
+        dedup_eps: with ``semantic``, image embeddings at cosine ≥ 1 − this are copies.
     """
 
     scored_dir: str
@@ -44,6 +49,8 @@ class SelectConfig:
     source: dict
     source_fingerprint: str
     embeddings: bool = False
+    dedup: str | None = None
+    dedup_eps: float | None = None
 
     @property
     def drop_reason(self) -> str:
@@ -62,13 +69,18 @@ class SelectConfig:
     def shard_path(self, name: str) -> str:
         return storage.join(self.scored_dir, f"{name}.tar")
 
+    @property
+    def seed(self) -> int:
+        """The scored run's seed, which also seeds semantic deduplication's clustering."""
+        return self.source.get("seed", 0)
+
     def output_settings(self) -> dict:
         """What decides the selection's bytes; a resumed selection must share them (``read_done_stats``)."""
         chosen = {k: v for k, v in asdict(self).items() if k in ("score", "policy", "web_margin")}
-        return {
-            "select": {**chosen, "threshold": self.threshold, "keep_fraction": self.keep_fraction},
-            "source": self.source_fingerprint,
-        }
+        select = {**chosen, "threshold": self.threshold, "keep_fraction": self.keep_fraction}
+        if self.dedup is not None:
+            select.update(dedup=self.dedup, dedup_eps=self.dedup_eps)
+        return {"select": select, "source": self.source_fingerprint}
 
     def fingerprint(self) -> str:
         return settings_fingerprint(self.output_settings())
@@ -90,6 +102,8 @@ class SelectConfig:
                 "threshold": self.threshold,
                 "pool": pool,
                 "kept_target": target,
+                "dedup": self.dedup,
+                "dedup_eps": self.dedup_eps,
             },
         }
 
@@ -101,6 +115,8 @@ def load_select_config(
     score: str | None,
     policy: str | None,
     web_margin: float | None,
+    dedup: str | None = None,
+    dedup_eps: float | None = None,
 ) -> SelectConfig:
     """Check the command line against the scored folder; raises ConfigError/UsageError in one line."""
     if (threshold is None) == (keep_fraction is None):
@@ -136,9 +152,51 @@ def load_select_config(
             f"{scored_dir}: has embeddings of the captions chosen by {source_filter.get('score', 'itm')} with "
             f"web_margin {source_filter.get('web_margin', 0.0)}; select with the same --score and --web-margin"
         )
+    dedup_eps = _check_dedup(scored_dir, names, source_similarity, embeddings, dedup, dedup_eps)
     return SelectConfig(
-        scored_dir, names, score, policy, web_margin, threshold, keep_fraction, source, fingerprint, embeddings
+        scored_dir,
+        names,
+        score,
+        policy,
+        web_margin,
+        threshold,
+        keep_fraction,
+        source,
+        fingerprint,
+        embeddings,
+        dedup,
+        dedup_eps,
     )
+
+
+def _check_dedup(
+    scored_dir: str, names, similarity: dict, embeddings: bool, dedup: str | None, eps: float | None
+) -> float | None:
+    """The ε semantic deduplication uses (None for the other modes), after checking the folder can be deduplicated."""
+    if dedup is None or dedup == "exact":
+        if eps is not None:
+            raise UsageError("select: --dedup-eps applies to --dedup semantic only")
+        if dedup == "exact" and names and "sha256" not in _parquet_columns(scored_dir, names[0]):
+            raise UsageError(
+                f"{scored_dir}: scored before capfilt recorded media hashes (no sha256 column); rerun the scoring"
+            )
+        return None
+    if dedup not in DEDUP_MODES:
+        raise UsageError(f"select: --dedup must be one of {', '.join(DEDUP_MODES)}, not {dedup!r}")
+    if not embeddings:
+        raise UsageError(
+            f"{scored_dir}: --dedup semantic compares image embeddings, and this folder has none; score with "
+            "--set similarity.model=embedded:clip (or itc, or a CLIP checkpoint) --set similarity.embeddings=true"
+        )
+    eps = default_eps(similarity.get("model", "none")) if eps is None else eps
+    if not 0 < eps < 1:
+        raise UsageError(f"select: --dedup-eps must be between 0 and 1 (cosine ≥ 1 − eps), not {eps}")
+    return eps
+
+
+def _parquet_columns(scored_dir: str, name: str) -> list[str]:
+    with storage.open_raw(output_paths(scored_dir, name)["parquet"]) as handle:
+        return pq.read_schema(handle).names
 
 
 def _scored_shards(scored_dir: str) -> tuple[tuple[str, ...], str]:

@@ -29,12 +29,14 @@ def read_rows(config: SelectConfig, name: str) -> list[dict]:
         return pq.read_table(handle).to_pylist()
 
 
-def selection_keys(name: str, config: SelectConfig) -> tuple[str, np.ndarray]:
-    """A shard's selectable samples (kept in the scored folder, with a score) as ``order_keys``, in row order."""
-    columns = ["status", "web_score", "synthetic_scores", "web_similarity", "synthetic_similarities"]
+def selection_keys(shard: tuple[str, dict], config: SelectConfig) -> tuple[str, np.ndarray]:
+    """A shard's selectable samples (kept in the scored folder, with a score, not a duplicate) as ``order_keys``,
+    in row order; ``shard`` is its name and its duplicates (key -> the kept copy)."""
+    name, duplicates = shard
+    columns = ["key", "status", "web_score", "synthetic_scores", "web_similarity", "synthetic_similarities"]
     with storage.open_raw(output_paths(config.scored_dir, name)["parquet"]) as handle:
         rows = pq.read_table(handle, columns=columns).to_pylist()
-    scores = [best_score(r, config.score) for r in rows if r["status"] == "kept"]
+    scores = [best_score(r, config.score) for r in rows if r["status"] == "kept" and r["key"] not in duplicates]
     return name, order_keys(np.array([s for s in scores if s is not None], dtype=np.float64))
 
 
@@ -62,6 +64,9 @@ def sample_from_row(row: dict, members: dict[str, bytes] | None, frame_times: li
         frame_count=row.get("frames"),
         duration=row.get("duration"),
         frame_times=list(frame_times),
+        # Folders scored before media hashes were recorded have neither.
+        sha256=row.get("sha256"),
+        duplicate_of=row.get("duplicate_of"),
     )
     if row["status"] == "kept":
         sample.meta = json.loads(row["json"]) if row["json"] else {}
@@ -97,8 +102,10 @@ def _embeddings(config: SelectConfig, name: str) -> tuple[np.ndarray, np.ndarray
     return tuple(np.load(io.BytesIO(storage.read_bytes(paths[kind]))) for kind in ("img_emb", "text_emb"))
 
 
-def select_shard(name: str, config: SelectConfig, cut: Cut, output_dir: str) -> Stats:
-    """Write shard ``name`` of the selection to ``output_dir``; returns its stats."""
+def select_shard(name: str, config: SelectConfig, cut: Cut, output_dir: str, duplicates: dict | None = None) -> Stats:
+    """Write shard ``name`` of the selection to ``output_dir``; returns its stats. ``duplicates`` maps the keys
+    of the shard's samples that are copies to the ``SHARD/KEY`` kept in their place."""
+    duplicates = duplicates or {}
     source = source_stats(config.scored_dir, name)
     if source.get("fingerprint") != config.source_fingerprint:
         raise ValueError(f"scored shard {name} was made with other settings than the rest of the pool")
@@ -128,7 +135,11 @@ def select_shard(name: str, config: SelectConfig, cut: Cut, output_dir: str) -> 
                     sample.image_embedding = embeddings[0][kept_index].astype(np.float32)
                     sample.text_embeddings = {row["caption"]: embeddings[1][kept_index].astype(np.float32)}
                 kept_index += 1
-                ties_kept += _apply_cut(sample, best_score(row, config.score), name, cut, ties_kept, config)
+                if sample.key in duplicates:
+                    sample.duplicate_of = duplicates[sample.key]
+                    sample.drop("duplicate", f"a copy of {sample.duplicate_of}, which scored better")
+                else:
+                    ties_kept += _apply_cut(sample, best_score(row, config.score), name, cut, ties_kept, config)
             sink.add(sample)
             interrupt.raise_if_stopping()
     return sink.commit(status, source.get("error", ""))
@@ -159,11 +170,13 @@ def _apply_cut(sample: Sample, score: float | None, name: str, cut: Cut, ties_ke
 
 
 class SelectShardFn(ShardFn):
-    """Takes a shard name and the cut (a side input), writes the shard's selection, and emits its Stats
-    (``ShardFn`` skips shards already complete, after checking the same selection of the same pool made them)."""
+    """Takes a shard name with its duplicates (key -> the kept copy) and the cut (a side input), writes the
+    shard's selection, and emits its Stats (``ShardFn`` skips shards already complete, after checking the same
+    selection of the same pool made them)."""
 
-    def shard_of(self, name: str) -> str:
-        return name
+    def shard_of(self, shard: tuple[str, dict]) -> str:
+        return shard[0]
 
-    def write_shard(self, name: str, cut: Cut) -> Stats:
-        return select_shard(name, self.config, cut, self.output_dir)
+    def write_shard(self, shard: tuple[str, dict], cut: Cut) -> Stats:
+        name, duplicates = shard
+        return select_shard(name, self.config, cut, self.output_dir, duplicates)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import warnings
@@ -36,6 +37,7 @@ def decode_sample(sample: Sample, limits: DecodeConfig, video: VideoConfig | Non
         sample.drop("no_image", "no image member")
         return sample
     sample.image_ext, data = found
+    sample.sha256 = hashlib.sha256(data).hexdigest()
     sample.media = "image"
     sample.image, reason, error = open_image(data, limits.max_pixels, limits.draft_size)
     if sample.image is None:
@@ -59,6 +61,7 @@ def decode_video(sample: Sample, config: VideoConfig) -> Sample:
         sample.drop("video_too_large", f"the {ext} member is over video.max_member_bytes {config.max_member_bytes}")
         return sample
     sample.image_ext, data = found
+    sample.sha256 = hashlib.sha256(data).hexdigest()
     try:
         clip = read_clip(data, config)
     except VideoRefused as refused:

@@ -28,6 +28,8 @@ ROW_SCHEMA = pa.schema(
         ("media", pa.string()),
         ("frames", pa.int32()),
         ("duration", pa.float64()),
+        ("sha256", pa.string()),
+        ("duplicate_of", pa.string()),
     ]
 )
 
@@ -59,6 +61,8 @@ def sample_row(sample: Sample) -> dict:
         "media": sample.media,
         "frames": sample.frame_count,
         "duration": sample.duration,
+        "sha256": sample.sha256,
+        "duplicate_of": sample.duplicate_of,
     }
 
 

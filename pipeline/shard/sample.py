@@ -25,6 +25,8 @@ class Sample:
     status: str = "pending"
     detail: str = ""  # why the sample was dropped, in words
     image_ext: str | None = None
+    sha256: str | None = None  # hex sha256 of the media member's bytes (img2dataset's column)
+    duplicate_of: str | None = None  # SHARD/KEY of the copy kept in its place (select --dedup)
     image: Any = None  # a decoded RGB PIL image while the sample is live
     media: str | None = None  # "image" or "video", once the media member is found
     frames: list = field(default_factory=list)  # a video's sampled RGB frames while the sample is live

@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--score", choices=tuple(SCORE_RANGES), help="the score to rank by (default: the run's)")
     select.add_argument("--policy", choices=("best", "all"), help="as filter.policy (default: the run's, or best)")
     select.add_argument("--web-margin", type=float, help="as filter.web_margin (default: the run's, same score)")
+    select.add_argument(
+        "--dedup", choices=("exact", "semantic"), help="keep the best-scored sample of each group of copies"
+    )
+    select.add_argument("--dedup-eps", type=float, help="semantic: embeddings at cosine >= 1 - this are copies")
     select.add_argument("--overwrite", action="store_true", help="redo shards that are already complete")
     select.add_argument("--json", action="store_true", help="end with a one-line JSON summary on stdout")
 
@@ -113,7 +117,14 @@ def _select(args, beam_args: tuple[str, ...]) -> int:
 
     scored_dir = launch.absolute_path(args.scored_dir)
     config = load_select_config(
-        scored_dir, args.threshold, args.keep_fraction, args.score, args.policy, args.web_margin
+        scored_dir,
+        args.threshold,
+        args.keep_fraction,
+        args.score,
+        args.policy,
+        args.web_margin,
+        args.dedup,
+        args.dedup_eps,
     )
     return launch.select(config, args.output, launch.Launch(args.overwrite, json=args.json, beam_args=beam_args))
 

@@ -1,0 +1,302 @@
+"""Duplicates across the pool for ``capfilt select --dedup``: groups of copies found as Beam work, and in each group
+the copy with the best chosen score kept (ties to the smallest shard and key); the others are duplicates of it.
+
+``exact``: the samples whose media bytes have the same sha256 form a group (a GroupByKey on the hash).
+
+``semantic`` (SemDeDup, Abbas et al. 2023): spherical k-means over the image embeddings the scored run wrote,
+each Lloyd iteration a Beam combine of per-shard sums, seeded by k-means++ on a seeded sample of the pool; then
+each sample goes to its nearest centroid, and only inside a cluster are cosines compared: samples at cosine
+≥ 1 − ε are linked, and a group is a connected set of links. A cluster over ``MAX_CLUSTER`` samples is split
+by hyperplanes through its centroid (a copy lies on the same side of each as its original, but for copies close
+to a plane), so no worker holds more than a split cluster. Copies that fall into two clusters or two splits are
+the method's known misses.
+
+Sums are exact (embeddings are float16; scaled by 2**24 they are integers, summed as int64), so the centroids,
+and everything after them, do not depend on how the runner bundled or merged the work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+
+import apache_beam as beam
+import numpy as np
+import pyarrow.parquet as pq
+from apache_beam.pvalue import AsSingleton
+
+from .. import storage
+from ..shard.embeddings import embedding_paths
+from ..shard.writer import output_paths
+from .cut import best_score
+
+MODES = ("exact", "semantic")
+CLUSTER_TARGET = 1000  # samples per cluster, on average: k = pool / CLUSTER_TARGET
+MAX_CLUSTER = 4096  # a cluster over this is split (its cosine matrix is MAX_CLUSTER² floats: 64 MiB)
+MAX_CENTROIDS = 1000  # beyond this many, a larger pool makes larger clusters, which are split
+SAMPLE_SIZE = 20_000  # k-means++ runs on a seeded sample of the pool this large (~20 per centroid)
+LLOYD_ITERATIONS = 8
+FIXED_POINT = float(1 << 24)  # float16 values times this are integers
+
+
+# ε by the scored run's ``similarity.model`` (what made the image embeddings), from the cosines of true copies
+# against the nearest other scene measured on the demo world (README, "Deduplication"); others get FALLBACK_EPS.
+DEFAULT_EPS = {"embedded:clip": 0.05, "itc": 0.05}
+FALLBACK_EPS = 0.05
+
+
+def default_eps(similarity_model: str) -> float:
+    return DEFAULT_EPS.get(similarity_model, FALLBACK_EPS)
+
+
+def _rank(score: float, shard: str, key: str) -> tuple:
+    """Smaller is better: the higher score, then the smaller shard name, then the smaller key."""
+    return (-score, shard, key)
+
+
+def selectable_rows(config, name: str, columns: list[str]) -> list[dict]:
+    """The shard's rows a selection chooses among (kept in the scored folder, with a score), each with its index
+    among the kept rows (``kept_index``: its row in the embedding files) and its ``best`` score."""
+    scores = ["web_score", "synthetic_scores", "web_similarity", "synthetic_similarities"]
+    wanted = sorted({"key", "status", *scores, *columns})
+    with storage.open_raw(output_paths(config.scored_dir, name)["parquet"]) as handle:
+        rows = pq.read_table(handle, columns=wanted).to_pylist()
+    selectable, kept_index = [], 0
+    for row in rows:
+        if row["status"] != "kept":
+            continue
+        row["kept_index"], kept_index = kept_index, kept_index + 1
+        row["best"] = best_score(row, config.score)
+        if row["best"] is not None:
+            selectable.append(row)
+    return selectable
+
+
+def duplicates_of_group(members: list[tuple]) -> list[tuple[str, tuple[str, str]]]:
+    """For one group of ``(rank, shard, key)``: ``(shard, (key, kept))`` for every member but the best ranked,
+    ``kept`` naming the one that stays as ``SHARD/KEY``."""
+    members = sorted(members)
+    _, shard, key = members[0]
+    return [(s, (k, f"{shard}/{key}")) for _, s, k in members[1:]]
+
+
+# ---- exact ----
+
+
+def _hashed(name: str, config) -> list[tuple[str, tuple]]:
+    rows = selectable_rows(config, name, ["sha256"])
+    return [(r["sha256"], (_rank(r["best"], name, r["key"]), name, r["key"])) for r in rows if r["sha256"]]
+
+
+class ExactDuplicates(beam.PTransform):
+    """Shard names in; ``(shard, (key, kept))`` out for every sample whose media bytes an earlier-ranked sample
+    of the pool also has."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    def expand(self, names):
+        return (
+            names
+            | "ReadHashes" >> beam.FlatMap(_hashed, self.config)
+            | "GroupByHash" >> beam.GroupByKey()
+            | "KeepBest" >> beam.FlatMap(lambda item: duplicates_of_group(list(item[1])))
+        )
+
+
+# ---- semantic ----
+
+
+class Vectors:
+    """One shard's selectable samples with their image embeddings (float16 rows, as the scored run wrote them)."""
+
+    def __init__(self, shard: str, ranks: list[tuple], embeddings: np.ndarray):
+        self.shard, self.ranks, self.embeddings = shard, ranks, embeddings
+
+    @property
+    def exact(self) -> np.ndarray:
+        """The embeddings as int64 fixed point (exact: they are float16)."""
+        return (self.embeddings.astype(np.float64) * FIXED_POINT).astype(np.int64)
+
+    @property
+    def unit(self) -> np.ndarray:
+        return self.embeddings.astype(np.float32)
+
+
+def read_vectors(name: str, config) -> Vectors:
+    rows = selectable_rows(config, name, [])
+    if not rows:
+        return Vectors(name, [], np.zeros((0, 0), np.float16))
+    data = storage.read_bytes(embedding_paths(config.scored_dir, name)["img_emb"])
+    embeddings = np.load(io.BytesIO(data)).astype(np.float16)
+    ranks = [(_rank(r["best"], name, r["key"]), name, r["key"]) for r in rows]
+    return Vectors(name, ranks, embeddings[[r["kept_index"] for r in rows]])
+
+
+def _priority(seed: int, shard: str, key: str) -> int:
+    """A seeded pseudo-random order of the pool, the same on any worker: which samples seed k-means."""
+    return int.from_bytes(hashlib.sha256(f"{seed}\0{shard}\0{key}".encode()).digest()[:8], "big")
+
+
+def _prioritised(vectors: Vectors, seed: int):
+    for (_, shard, key), row in zip(vectors.ranks, vectors.embeddings, strict=True):
+        yield (_priority(seed, shard, key), shard, key, row)
+
+
+def cluster_count(pool: int) -> int:
+    return max(1, min(MAX_CENTROIDS, math.ceil(pool / CLUSTER_TARGET)))
+
+
+def kmeans_plus_plus(sample: list[tuple], pool: int, seed: int) -> np.ndarray:
+    """k-means++ (Arthur and Vassilvitskii 2007) on the seeded ``sample`` (``(priority, shard, key, vector)``):
+    ``cluster_count(pool)`` centroids, unit vectors, float64."""
+    if not sample:
+        return np.zeros((0, 0))
+    points = np.stack([v for *_, v in sorted(sample, key=lambda s: s[:3])]).astype(np.float64)
+    k = min(cluster_count(pool), len(points))
+    rng = np.random.default_rng(seed)
+    chosen = [0]
+    distance = 1.0 - points @ points[0]
+    for _ in range(1, k):
+        weights = np.clip(distance, 0, None)
+        total = weights.sum()
+        nxt = int(rng.choice(len(points), p=weights / total)) if total > 0 else int(rng.integers(len(points)))
+        chosen.append(nxt)
+        distance = np.minimum(distance, 1.0 - points @ points[nxt])
+    return points[chosen]
+
+
+def nearest(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """The index of each row's nearest centroid by cosine (the first of equals)."""
+    if len(vectors) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.argmax(vectors.astype(np.float64) @ centroids.T, axis=1)
+
+
+def cluster_sums(vectors: Vectors, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per centroid, the exact sum of the shard's vectors nearest to it and their count."""
+    k, d = centroids.shape
+    sums, counts = np.zeros((k, d), np.int64), np.zeros(k, np.int64)
+    if len(vectors.ranks):
+        assigned = nearest(vectors.unit, centroids)
+        np.add.at(sums, assigned, vectors.exact)
+        counts = np.bincount(assigned, minlength=k).astype(np.int64)
+    return sums, counts
+
+
+class _SumClusters(beam.CombineFn):
+    def create_accumulator(self):
+        return None
+
+    def add_input(self, total, item):
+        return item if total is None else (total[0] + item[0], total[1] + item[1])
+
+    def merge_accumulators(self, totals):
+        result = None
+        for total in totals:
+            if total is not None:
+                result = self.add_input(result, total)
+        return result
+
+    def extract_output(self, total):
+        return total
+
+
+def moved_centroids(totals, centroids: np.ndarray) -> np.ndarray:
+    """Each centroid moved to the normalised mean of its members (spherical k-means); one without members stays."""
+    if totals is None:
+        return centroids
+    sums, counts = totals
+    means = sums.astype(np.float64)
+    norms = np.linalg.norm(means, axis=1, keepdims=True)
+    return np.where((counts[:, None] > 0) & (norms > 0), means / np.where(norms > 0, norms, 1), centroids)
+
+
+def splitting_planes(seed: int, dimension: int, count: int) -> np.ndarray:
+    return np.random.default_rng([seed, 1]).standard_normal((count, dimension))
+
+
+def split_bits(size: int) -> int:
+    """How many hyperplanes halve a cluster of ``size`` down to ``MAX_CLUSTER`` (0: it is small enough)."""
+    return 0 if size <= MAX_CLUSTER else math.ceil(math.log2(size / MAX_CLUSTER))
+
+
+def keyed_members(vectors: Vectors, centroids: np.ndarray, counts: np.ndarray, seed: int):
+    """``((cluster, split), (rank, shard, key, float16 vector))`` for every selectable sample of the shard."""
+    if not len(vectors.ranks):
+        return
+    unit = vectors.unit
+    assigned = nearest(unit, centroids)
+    planes = splitting_planes(seed, centroids.shape[1], max(split_bits(int(c)) for c in counts))
+    for i, (member, cluster) in enumerate(zip(vectors.ranks, assigned, strict=True)):
+        bits = split_bits(int(counts[cluster]))
+        side = (unit[i].astype(np.float64) - centroids[cluster]) @ planes[:bits].T if bits else []
+        split = sum(1 << b for b, value in enumerate(side) if value > 0)
+        yield (int(cluster), split), (*member, vectors.embeddings[i])
+
+
+def linked_duplicates(members: list[tuple], eps: float) -> list[tuple[str, tuple[str, str]]]:
+    """Within one (split) cluster of ``(rank, shard, key, vector)``: the groups of samples linked by cosine
+    ≥ 1 − ``eps`` (connected components), each keeping its best-ranked member."""
+    members = sorted(members, key=lambda m: m[:3])
+    vectors = np.stack([m[3] for m in members]).astype(np.float32)
+    parent = list(range(len(members)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    close = np.argwhere(np.triu(vectors @ vectors.T >= 1.0 - eps, k=1))
+    for i, j in close:
+        a, b = root(int(i)), root(int(j))
+        if a != b:
+            parent[max(a, b)] = min(a, b)  # the smaller index is the better rank: it stays the root
+    out = []
+    for i, (_, shard, key, _) in enumerate(members):
+        r = root(i)
+        if r != i:
+            out.append((shard, (key, f"{members[r][1]}/{members[r][2]}")))
+    return out
+
+
+class SemanticDuplicates(beam.PTransform):
+    """Shard names in; ``(shard, (key, kept))`` out for every sample whose image embedding links it (cosine
+    ≥ 1 − ``eps``, inside its cluster) to a better-ranked sample of the pool."""
+
+    def __init__(self, config, eps: float, seed: int = 0):
+        super().__init__()
+        self.config, self.eps, self.seed = config, eps, seed
+
+    def expand(self, names):
+        seed = self.seed
+        vectors = names | "ReadEmbeddings" >> beam.Map(read_vectors, self.config)
+        pool = vectors | "CountPool" >> beam.Map(lambda v: len(v.ranks)) | "SumPool" >> beam.CombineGlobally(sum)
+        sample = (
+            vectors
+            | "Prioritise" >> beam.FlatMap(_prioritised, seed)
+            | "SeedSample" >> beam.combiners.Top.Smallest(SAMPLE_SIZE, key=lambda s: s[:3])
+        )
+        centroids = sample | "KMeans++" >> beam.Map(kmeans_plus_plus, AsSingleton(pool), seed)
+        for i in range(LLOYD_ITERATIONS):
+            totals = (
+                vectors
+                | f"Assign{i}" >> beam.Map(cluster_sums, AsSingleton(centroids))
+                | f"Sum{i}" >> beam.CombineGlobally(_SumClusters())
+            )
+            centroids = totals | f"Move{i}" >> beam.Map(moved_centroids, AsSingleton(centroids))
+        counts = (
+            vectors
+            | "AssignFinal" >> beam.Map(cluster_sums, AsSingleton(centroids))
+            | "SumFinal" >> beam.CombineGlobally(_SumClusters())
+            | "Sizes" >> beam.Map(lambda totals: totals[1] if totals is not None else np.zeros(0, np.int64))
+        )
+        return (
+            vectors
+            | "KeyByCluster" >> beam.FlatMap(keyed_members, AsSingleton(centroids), AsSingleton(counts), seed)
+            | "GroupByCluster" >> beam.GroupByKey()
+            | "LinkInCluster" >> beam.FlatMap(lambda item, eps: linked_duplicates(list(item[1]), eps), self.eps)
+        )
