@@ -1,0 +1,188 @@
+"""capfilt select --dedup: exact copies by media hash, semantic copies by image embedding, each group keeping its
+best-scored sample, checked against groups the test finds itself (hashes, brute-force cosines)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from capfilt.cli import main
+from capfilt.pipeline.select import dedup
+from tests.helpers import image_bytes, outputs, rows, run, write_shard
+
+# Origins by colour: each shard holds some, and copies of others (the same bytes, or the same picture at another
+# size, which the models see as the same pixels once resized).
+COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200), (120, 60, 10)]
+LAYOUT = [  # (colour, size) per sample, per shard
+    [(0, (24, 16)), (1, (24, 16)), (2, (24, 16)), (3, (24, 16))],
+    [(0, (24, 16)), (4, (24, 16)), (1, (30, 20)), (5, (24, 16))],
+    [(0, (24, 16)), (2, (24, 16)), (4, (18, 12))],
+]
+CAPTIONS = ["a red square", "green", "a blue circle", "a large square", "small", "a red circle"]
+
+
+def _members(shard: int, i: int, colour: int, size) -> list[tuple[str, bytes]]:
+    key = f"s{shard}_{i:02d}"
+    caption = CAPTIONS[(colour + shard + i) % len(CAPTIONS)]
+    meta = json.dumps({"url": f"https://example.com/{key}.jpg"}).encode()
+    return [(f"{key}.jpg", image_bytes(COLOURS[colour], size)), (f"{key}.txt", caption.encode()), (f"{key}.json", meta)]
+
+
+@pytest.fixture(scope="module")
+def scored(tiny_models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("dups")
+    for shard, layout in enumerate(LAYOUT):
+        members = [m for i, (colour, size) in enumerate(layout) for m in _members(shard, i, colour, size)]
+        write_shard(root / "in" / f"{shard:05d}.tar", members)
+    sets = ["--set", "filter.policy=score_only", "--set", "similarity.model=itc", "--set", "similarity.embeddings=true"]
+    assert run(tiny_models, root / "in", root / "scored", *sets) == 0
+    return root / "scored"
+
+
+def _pool(scored) -> list[dict]:
+    """The selectable rows, each with its shard, its best ITM score and its image embedding."""
+    pool = []
+    for shard in ("00000", "00001", "00002"):
+        embeddings = np.load(scored / "img_emb" / f"img_emb_{shard}.npy").astype(np.float32)
+        kept = [r for r in rows_of(scored, shard) if r["status"] == "kept"]
+        for row, embedding in zip(kept, embeddings, strict=True):
+            best = max([row["web_score"], *row["synthetic_scores"]])
+            pool.append({**row, "shard": shard, "best": best, "embedding": embedding})
+    return pool
+
+
+def rows_of(folder, shard: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(folder / f"{shard}.parquet").to_pylist()
+
+
+def _winner(group: list[dict]) -> str:
+    best = min(group, key=lambda r: (-r["best"], r["shard"], r["key"]))
+    return f"{best['shard']}/{best['key']}"
+
+
+def _components(pool: list[dict], eps: float) -> list[list[dict]]:
+    """Connected groups of samples at cosine >= 1 - eps, by brute force over every pair."""
+    vectors = np.stack([r["embedding"] for r in pool])
+    close = vectors @ vectors.T >= 1 - eps
+    seen, groups = set(), []
+    for start in range(len(pool)):
+        if start in seen:
+            continue
+        group, todo = [], [start]
+        seen.add(start)
+        while todo:
+            i = todo.pop()
+            group.append(pool[i])
+            for j in np.flatnonzero(close[i]):
+                if int(j) not in seen:
+                    seen.add(int(j))
+                    todo.append(int(j))
+        groups.append(group)
+    return groups
+
+
+def _decisions(out) -> dict[str, dict]:
+    return {f"{s}/{r['key']}": r for s in ("00000", "00001", "00002") for r in rows_of(out, s)}
+
+
+def test_exact_keeps_the_best_scored_copy_of_each_media_hash(scored, tmp_path):
+    out = tmp_path / "exact"
+    assert main(["select", str(scored), "--output", str(out), "--threshold", "0", "--dedup", "exact"]) == 0
+    decided = _decisions(out)
+    groups: dict[str, list[dict]] = {}
+    for row in _pool(scored):
+        groups.setdefault(row["sha256"], []).append(row)
+    assert len(groups) < len(_pool(scored)), "the pool holds byte copies"
+    for group in groups.values():
+        winner = _winner(group)
+        assert decided[winner]["status"] == "kept" and decided[winner]["duplicate_of"] is None
+        for row in group:
+            name = f"{row['shard']}/{row['key']}"
+            if name != winner:
+                assert (decided[name]["status"], decided[name]["duplicate_of"]) == ("duplicate", winner)
+    copies = sum(len(g) - 1 for g in groups.values())
+    report = json.loads((out / "report.json").read_text())
+    assert report["totals"]["dropped"] == {"duplicate": copies}
+    # Every member of a kept sample still travels; a duplicate is a row, not a tar member.
+    assert sum(json.loads((out / "sizes.json").read_text()).values()) == len(groups)
+
+
+def test_semantic_groups_match_brute_force_and_keep_fraction_counts_the_survivors(scored, tmp_path):
+    eps = 0.02
+    out = tmp_path / "semantic"
+    argv = ["select", str(scored), "--output", str(out), "--keep-fraction", "0.5", "--dedup", "semantic"]
+    assert main([*argv, "--dedup-eps", str(eps)]) == 0
+    pool = _pool(scored)
+    decided = _decisions(out)
+    groups = _components(pool, eps)  # a pool this small is one cluster: no pair can straddle two
+    assert any(len(g) > 1 for g in groups)
+    for group in groups:
+        winner = _winner(group)
+        assert decided[winner]["status"] != "duplicate"
+        for row in group:
+            name = f"{row['shard']}/{row['key']}"
+            if name != winner:
+                assert (decided[name]["status"], decided[name]["duplicate_of"]) == ("duplicate", winner)
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["select"]["pool"] == len(groups)  # the fraction is of the survivors
+    assert report["totals"]["kept"] == -(-len(groups) // 2)
+    assert report["config"]["select"]["dedup"] == "semantic" and report["config"]["select"]["dedup_eps"] == eps
+
+
+def test_split_clusters_still_give_groups_brute_force_agrees_with(scored, tmp_path, monkeypatch):
+    monkeypatch.setattr(dedup, "CLUSTER_TARGET", 3)  # several clusters
+    monkeypatch.setattr(dedup, "MAX_CLUSTER", 2)  # and every large one split
+    eps = 0.02
+    out = tmp_path / "split"
+    argv = ["select", str(scored), "--output", str(out), "--threshold", "0", "--dedup", "semantic"]
+    assert main([*argv, "--dedup-eps", str(eps)]) == 0
+    pool = {f"{r['shard']}/{r['key']}": r for r in _pool(scored)}
+    group_of = {f"{r['shard']}/{r['key']}": i for i, g in enumerate(_components(list(pool.values()), eps)) for r in g}
+    for name, row in _decisions(out).items():
+        if row["status"] == "duplicate":
+            kept = row["duplicate_of"]
+            # Splitting can only miss copies, never invent them: the kept one is of the same group, ranks higher,
+            # and is not itself a duplicate.
+            assert group_of[kept] == group_of[name]
+            assert _decisions(out)[kept]["status"] != "duplicate"
+            assert (-pool[kept]["best"], kept) <= (-pool[name]["best"], name)
+
+
+def test_dedup_reruns_are_byte_identical_on_two_workers(scored, tmp_path):
+    argv = ["--threshold", "0", "--dedup", "semantic", "--dedup-eps", "0.02"]
+    assert main(["select", str(scored), "--output", str(tmp_path / "one"), *argv]) == 0
+    two = ["--", "--direct_num_workers=2", "--direct_running_mode=multi_threading"]
+    assert main(["select", str(scored), "--output", str(tmp_path / "two"), *argv, *two]) == 0
+    assert outputs(tmp_path / "one") == outputs(tmp_path / "two")
+    assert any(r["status"] == "duplicate" for r in rows(tmp_path / "one"))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--dedup", "exact", "--dedup-eps", "0.1"], "--dedup-eps applies to --dedup semantic only"),
+        (["--dedup", "semantic", "--dedup-eps", "1.5"], "--dedup-eps must be between 0 and 1"),
+    ],
+)
+def test_bad_dedup_arguments_exit_2_in_one_line(scored, tmp_path, capsys, extra, message):
+    assert main(["select", str(scored), "--output", str(tmp_path / "o"), "--threshold", "0", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_semantic_without_embeddings_says_how_to_score_with_them(tiny_models, tmp_path, capsys):
+    write_shard(tmp_path / "in" / "00000.tar", _members(0, 0, 0, (24, 16)) + _members(0, 1, 0, (24, 16)))
+    assert run(tiny_models, tmp_path / "in", tmp_path / "scored", "--set", "filter.policy=score_only") == 0
+    capsys.readouterr()
+    argv = ["select", str(tmp_path / "scored"), "--output", str(tmp_path / "o"), "--threshold", "0"]
+    assert main([*argv, "--dedup", "semantic"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "similarity.embeddings=true" in err and len(err.splitlines()) == 1
+    assert main([*argv, "--dedup", "exact"]) == 0  # exact needs only the hashes every run records
+    decided = rows(tmp_path / "o")
+    assert sorted(r["status"] for r in decided) == ["duplicate", "kept"]  # the same bytes twice: one stays
