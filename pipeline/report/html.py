@@ -43,6 +43,7 @@ def render(report: dict) -> str:
         else "",
         _evaluation(report.get("evaluation"), report.get("ablation")),
         _shards(report.get("shards") or {}, t["shards"]),
+        _duplicate_groups([e for e in report.get("examples") or [] if e.get("kept_copy")]),
         _examples("Dropped samples", [e for e in report.get("examples") or [] if e["status"] != "kept"]),
         _examples("Kept samples", [e for e in report.get("examples") or [] if e["status"] == "kept"]),
         "</main></body></html>",
@@ -198,6 +199,27 @@ def _shards(shards: dict, total: int) -> str:
 
 def _score(value) -> str:
     return "—" if value is None else f"{value:.3f}"
+
+
+def _duplicate_groups(examples: list[dict]) -> str:
+    """Copies that ``select --dedup`` removed, each after the copy kept in its place."""
+    if not examples:
+        return ""
+    rows = []
+    for e in examples:
+        kept = e["kept_copy"]
+        pictures = [(kept, "kept copy"), (e, "duplicate")]
+        cells = "".join(
+            (
+                f"<img alt='{escape(p['key'])}' src='{p['thumbnail']}'>"
+                if p.get("thumbnail")
+                else "<div class='noimg'>no image</div>"
+            )
+            + f"<div class='muted'>{label}: {escape(p['shard'])}/{escape(p['key'])}</div>"
+            for p, label in pictures
+        )
+        rows.append(f"<div class='ex'>{cells}</div>")
+    return f"<section><h2>Duplicate groups</h2><div class='grid'>{''.join(rows)}</div></section>"
 
 
 def _examples(title: str, examples: list[dict]) -> str:

@@ -15,6 +15,7 @@ from ..runners import job_options, job_pipeline
 from ..shard_job import write_shards
 from .cut import Cut, GlobalCut
 from .dedup import ExactDuplicates, SemanticDuplicates
+from .groups import with_kept_copies
 from .settings import SelectConfig
 from .shard import SelectShardFn, selection_keys
 
@@ -55,6 +56,8 @@ def with_duplicates(names, config: SelectConfig):
 
 def _write_report(total, cut: Cut, config: SelectConfig, output_dir: str) -> None:
     threshold = cut.threshold if math.isfinite(cut.threshold) else None  # an empty pool cuts nowhere
+    if config.dedup is not None:
+        total.examples = with_kept_copies(total.examples, config)
     write_report(output_dir, total, config.report_config(threshold, cut.pool, cut.target))
 
 

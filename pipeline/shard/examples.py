@@ -64,6 +64,7 @@ class ExamplePicker:
             "frames": sample.frame_count,
             "duration": sample.duration,
             "thumbnail": self._picture(sample),
+            **({"duplicate_of": sample.duplicate_of} if sample.duplicate_of else {}),
         }
 
     def _picture(self, sample: Sample) -> str | None:
@@ -73,12 +74,7 @@ class ExamplePicker:
         return self._strip(sample) if sample.frame_count else None
 
     def _thumbnail(self, sample: Sample) -> str | None:
-        data = sample.members.get(sample.image_ext) if sample.image_ext else None
-        image = open_image(data, self.max_pixels, draft_size=2 * THUMBNAIL_PIXELS)[0] if data else None
-        if image is None:
-            return None
-        image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
-        return _data_url(image)
+        return thumbnail(sample, self.max_pixels)
 
     def _strip(self, sample: Sample) -> str | None:
         """The frames the models saw, side by side, sampled again from the original bytes (the decoded frames
@@ -99,6 +95,16 @@ class ExamplePicker:
             strip.paste(frame, (x, (height - frame.height) // 2))
             x += frame.width + 2
         return _data_url(strip)
+
+
+def thumbnail(sample: Sample, max_pixels: int) -> str | None:
+    """A small JPEG data URL of a sample's image (None for a video, or bytes that do not decode)."""
+    data = sample.members.get(sample.image_ext) if sample.image_ext else None
+    image = open_image(data, max_pixels, draft_size=2 * THUMBNAIL_PIXELS)[0] if data else None
+    if image is None:
+        return None
+    image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
+    return _data_url(image)
 
 
 def _data_url(image: Image.Image) -> str:

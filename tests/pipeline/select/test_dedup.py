@@ -107,6 +107,13 @@ def test_exact_keeps_the_best_scored_copy_of_each_media_hash(scored, tmp_path):
     copies = sum(len(g) - 1 for g in groups.values())
     report = json.loads((out / "report.json").read_text())
     assert report["totals"]["dropped"] == {"duplicate": copies}
+    shown = [e for e in report["examples"] if e["status"] == "duplicate"]
+    assert shown and all(e["kept_copy"]["thumbnail"].startswith("data:image/jpeg") for e in shown)
+    assert all(f"{e['kept_copy']['shard']}/{e['kept_copy']['key']}" == e["duplicate_of"] for e in shown)
+    page = (out / "report.html").read_text()
+    first = shown[0]
+    section = page[page.index("Duplicate groups") :]
+    assert section.index(f"kept copy: {first['duplicate_of']}") < section.index(f"duplicate: {first['shard']}/")
     # Every member of a kept sample still travels; a duplicate is a row, not a tar member.
     assert sum(json.loads((out / "sizes.json").read_text()).values()) == len(groups)
 
