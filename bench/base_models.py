@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from capfilt.models.tiny import build_processor, build_tokenizer
+from capfilt.demo.training.tiny import build_processor, build_tokenizer
 
 
 def save_base_shaped(directory: Path, image_size: int = 384) -> tuple[Path, Path]:

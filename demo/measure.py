@@ -14,7 +14,6 @@ from pathlib import Path
 
 from ..models.captioner import Captioner
 from ..models.itm import ItmScorer
-from ..models.loading import load_blip
 from ..models.similarity import load_similarity
 from ..pipeline.config import DecodeConfig, VideoConfig
 from ..pipeline.policy import decide
@@ -50,11 +49,9 @@ def load_models(
         directory: a demo-model directory, e.g. ``models/embedded``.
         num_captions, top_p: the captioner's sampling settings.
         batch_size: image-text pairs per ITM pass.
-        dtype: the models' dtype (``models.loading.load_blip``'s: float32, bfloat16, float16 or auto).
+        dtype: the models' dtype (``models.base.PretrainedModel.load``'s: float32, bfloat16, float16 or auto).
     """
-    from transformers import BlipForConditionalGeneration
-
-    model, processor, _ = load_blip(BlipForConditionalGeneration, str(Path(directory) / "captioner"), "cpu", dtype)
+    model, processor, _ = Captioner.load(str(Path(directory) / "captioner"), "cpu", dtype)
     scorer = ItmScorer.from_pretrained(str(Path(directory) / "itm"), device="cpu", dtype=dtype, batch_size=batch_size)
     return demo_captioner(model, processor, num_captions, top_p), scorer
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-
-from .loading import load_blip
+from .base import PretrainedModel
 from .pixels import pixel_rows
 
 
-class Captioner:
+class Captioner(PretrainedModel):
     """Writes ``num_captions`` sampled captions per image with ``BlipForConditionalGeneration``.
 
     Args:
@@ -22,6 +20,8 @@ class Captioner:
         max_length: most generated tokens, prompt excluded.
     """
 
+    model_class = "BlipForConditionalGeneration"
+
     def __init__(
         self,
         model,
@@ -33,24 +33,10 @@ class Captioner:
         min_length=5,
         max_length=20,
     ):
-        self.model, self.processor, self.device = model, processor, device
+        super().__init__(model, processor, device)
         self.prompt = prompt.strip()
         self.num_captions, self.top_p = num_captions, top_p
         self.min_length, self.max_length = min_length, max_length
-        # generate() draws from torch's global generator; one caller at a time keeps seeded output exact.
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_pretrained(cls, name: str, device="auto", dtype="float32", trust_remote_code=False, **options):
-        """Load from a hub id, a directory or ``embedded:NAME``; ``options`` are the constructor's."""
-        from transformers import BlipForConditionalGeneration
-
-        model, processor, device = load_blip(BlipForConditionalGeneration, name, device, dtype, trust_remote_code)
-        return cls(model, processor, device, **options)
-
-    @property
-    def image_processor(self):
-        return self.processor.image_processor
 
     def caption(self, images: list, seed: int, num_captions: int | None = None, pixel_values=None) -> list[list[str]]:
         """``num_captions`` captions for each image (default: the captioner's), the same for the same images

@@ -12,75 +12,27 @@ from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from .base import PretrainedModel
 from .captioner import Captioner
 from .itm import ItmScorer
-from .similarity import load_similarity
+from .similarity import ITC, load_similarity
 
 
-class _BlipHandler(ModelHandler):
-    def __init__(self, model: str, batch_size: int, device: str, dtype: str, trust_remote_code: bool, **options):
-        super().__init__()
-        self._model, self._batch_size = model, batch_size
-        self._load = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code, **options)
+class _Handler(ModelHandler):
+    """What the adapters share: the checkpoint and how to load it, the batch size, the metrics namespace.
 
-    def batch_elements_kwargs(self) -> dict[str, Any]:
-        return {"min_batch_size": 1, "max_batch_size": self._batch_size}
-
-
-class _PairScoringHandler(_BlipHandler):
-    """Scores ``(image, [caption, ...])`` examples with a model whose ``score(images, candidates)`` returns
-    one list of scores per image."""
-
-    def run_inference(self, batch: Sequence, model, inference_args=None) -> Iterable[PredictionResult]:
-        scores = model.score([image for image, _ in batch], [list(texts) for _, texts in batch])
-        return [PredictionResult(example, s, self._model) for example, s in zip(batch, scores, strict=True)]
-
-
-class CaptionerModelHandler(_BlipHandler):
-    """PIL images in; ``PredictionResult(image, [caption, ...])`` out.
-
-    Args:
-        model: hub id, directory or ``embedded:NAME``.
-        seed: sampling seed of every batch (batches RunInference forms are not fixed, so captions are
-            reproducible only for the same batches).
-        batch_size: most images per batch.
-        device, dtype, trust_remote_code: as in ``models.loading.load_blip``.
-        **options: the Captioner's sampling options (prompt, num_captions, top_p, min_length, max_length).
-    """
-
-    def __init__(
-        self,
-        model: str,
-        seed: int = 0,
-        batch_size: int = 16,
-        device: str = "auto",
-        dtype: str = "float32",
-        trust_remote_code: bool = False,
-        **options,
-    ):
-        super().__init__(model, batch_size, device, dtype, trust_remote_code, **options)
-        self._seed = seed
-
-    def load_model(self) -> Captioner:
-        return Captioner.from_pretrained(self._model, **self._load)
-
-    def run_inference(self, batch: Sequence, model: Captioner, inference_args=None) -> Iterable[PredictionResult]:
-        captions = model.caption(list(batch), seed=self._seed)
-        return [PredictionResult(image, texts, self._model) for image, texts in zip(batch, captions, strict=True)]
-
-    def get_metrics_namespace(self) -> str:
-        return "capfilt_captioner"
-
-
-class ItmModelHandler(_PairScoringHandler):
-    """``(image, [caption, ...])`` in; ``PredictionResult(example, [match probability, ...])`` out.
+    Subclasses set ``wrapper`` (the ``PretrainedModel`` they load) and ``namespace``, and implement
+    ``run_inference``.
 
     Args:
         model: hub id, directory or ``embedded:NAME``.
         batch_size: most examples per batch.
-        device, dtype, trust_remote_code: as in ``models.loading.load_blip``.
-        **options: the ItmScorer's options (batch_size of pairs, max_text_tokens).
+        device, dtype, trust_remote_code: as in ``models.base.PretrainedModel.load``.
+        **options: the wrapper's constructor options.
     """
+
+    wrapper: type[PretrainedModel]
+    namespace: str
 
     def __init__(
         self,
@@ -91,13 +43,63 @@ class ItmModelHandler(_PairScoringHandler):
         trust_remote_code: bool = False,
         **options,
     ):
-        super().__init__(model, batch_size, device, dtype, trust_remote_code, **options)
+        super().__init__()
+        self._model, self._batch_size = model, batch_size
+        self._load = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code, **options)
 
-    def load_model(self) -> ItmScorer:
-        return ItmScorer.from_pretrained(self._model, **self._load)
+    def load_model(self):
+        return self.wrapper.from_pretrained(self._model, **self._load)
+
+    def batch_elements_kwargs(self) -> dict[str, Any]:
+        return {"min_batch_size": 1, "max_batch_size": self._batch_size}
 
     def get_metrics_namespace(self) -> str:
-        return "capfilt_itm"
+        return self.namespace
+
+
+class _PairScoringHandler(_Handler):
+    """Scores ``(image, [caption, ...])`` examples with a model whose ``score(images, candidates)`` returns
+    one list of scores per image."""
+
+    def run_inference(self, batch: Sequence, model, inference_args=None) -> Iterable[PredictionResult]:
+        scores = model.score([image for image, _ in batch], [list(texts) for _, texts in batch])
+        return [PredictionResult(example, s, self._model) for example, s in zip(batch, scores, strict=True)]
+
+
+class CaptionerModelHandler(_Handler):
+    """PIL images in; ``PredictionResult(image, [caption, ...])`` out.
+
+    Args:
+        model: hub id, directory or ``embedded:NAME``.
+        seed: sampling seed of every batch (batches RunInference forms are not fixed, so captions are
+            reproducible only for the same batches).
+        batch_size: most images per batch.
+        **load: device, dtype and trust_remote_code (``models.base.PretrainedModel.load``), and the Captioner's
+            sampling options (prompt, num_captions, top_p, min_length, max_length).
+    """
+
+    wrapper, namespace = Captioner, "capfilt_captioner"
+
+    def __init__(self, model: str, seed: int = 0, batch_size: int = 16, **load):
+        super().__init__(model, batch_size, **load)
+        self._seed = seed
+
+    def run_inference(self, batch: Sequence, model: Captioner, inference_args=None) -> Iterable[PredictionResult]:
+        captions = model.caption(list(batch), seed=self._seed)
+        return [PredictionResult(image, texts, self._model) for image, texts in zip(batch, captions, strict=True)]
+
+
+class ItmModelHandler(_PairScoringHandler):
+    """``(image, [caption, ...])`` in; ``PredictionResult(example, [match probability, ...])`` out.
+
+    Args:
+        model: hub id, directory or ``embedded:NAME``.
+        batch_size: most examples per batch.
+        device, dtype, trust_remote_code: as in ``models.base.PretrainedModel.load``.
+        **options: the ItmScorer's ``max_text_tokens`` (its pairs per pass keep their default).
+    """
+
+    wrapper, namespace = ItmScorer, "capfilt_itm"
 
 
 class SimilarityModelHandler(_PairScoringHandler):
@@ -108,27 +110,17 @@ class SimilarityModelHandler(_PairScoringHandler):
             BLIP ITM checkpoint named by ``itm_model``.
         itm_model: the ``BlipForImageTextRetrieval`` checkpoint whose ITC head ``itc`` means.
         batch_size: most examples per batch.
-        device, dtype, trust_remote_code: as in ``models.loading.load_blip``.
-        **options: the scorer's options (batch_size of images or texts per pass, max_text_tokens).
+        **load: device, dtype and trust_remote_code (``models.base.PretrainedModel.load``), and the scorer's
+            ``max_text_tokens`` (its images or texts per pass keep their default).
     """
 
-    def __init__(
-        self,
-        model: str,
-        itm_model: str | None = None,
-        batch_size: int = 32,
-        device: str = "auto",
-        dtype: str = "float32",
-        trust_remote_code: bool = False,
-        **options,
-    ):
-        if model == "itc" and not itm_model:
+    namespace = "capfilt_similarity"
+
+    def __init__(self, model: str, itm_model: str | None = None, batch_size: int = 32, **load):
+        if model == ITC and not itm_model:
             raise ValueError("model='itc' needs itm_model, the BLIP ITM checkpoint whose ITC head it is")
-        super().__init__(model, batch_size, device, dtype, trust_remote_code, **options)
+        super().__init__(model, batch_size, **load)
         self._itm_model = itm_model
 
     def load_model(self):
         return load_similarity(self._model, self._itm_model, **self._load)
-
-    def get_metrics_namespace(self) -> str:
-        return "capfilt_similarity"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-
-from .loading import load_blip
+from .base import PretrainedModel, text_limit
 from .pixels import pixel_rows
 
 
-class ItmScorer:
+class ItmScorer(PretrainedModel):
     """Scores captions against images: the probability of "match" from the ITM head (softmax index 1).
 
     The Hugging Face forward runs the vision encoder once per image-text pair; here it runs once per
@@ -22,24 +20,13 @@ class ItmScorer:
         max_text_tokens: captions are truncated to this many tokens (default: the model's limit).
     """
 
+    model_class = "BlipForImageTextRetrieval"
+
     def __init__(self, model, processor, device="cpu", batch_size=32, max_text_tokens=None):
-        self.model, self.processor, self.device = model, processor, device
+        super().__init__(model, processor, device)
         self.batch_size = batch_size
         limits = [processor.tokenizer.model_max_length, model.config.text_config.max_position_embeddings]
-        self.max_text_tokens = min(limits + ([max_text_tokens] if max_text_tokens else []))
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_pretrained(cls, name: str, device="auto", dtype="float32", trust_remote_code=False, **options):
-        """Load from a hub id, a directory or ``embedded:NAME``; ``options`` are the constructor's."""
-        from transformers import BlipForImageTextRetrieval
-
-        model, processor, device = load_blip(BlipForImageTextRetrieval, name, device, dtype, trust_remote_code)
-        return cls(model, processor, device, **options)
-
-    @property
-    def image_processor(self):
-        return self.processor.image_processor
+        self.max_text_tokens = text_limit(limits, max_text_tokens)
 
     def vision_states(self, images: list, pixel_values=None):
         """The vision tower's last hidden states of ``images`` (a clip's frames are images here), for ``score``

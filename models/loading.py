@@ -1,4 +1,4 @@
-"""Loading BLIP checkpoints: where a model name points, which device and dtype, and the safety switches."""
+"""Where a model name points, which device it runs on and in which dtype; ``base.PretrainedModel.load`` loads it."""
 
 from __future__ import annotations
 
@@ -89,32 +89,3 @@ def resolve_dtype(dtype: str, device: str) -> str:
     if dtype != AUTO_DTYPE:
         return dtype
     return "bfloat16" if native_bfloat16(pick_device(device)) else "float32"
-
-
-def load_blip(
-    model_class,
-    name: str,
-    device: str = "auto",
-    dtype: str = "float32",
-    trust_remote_code: bool = False,
-    processor_class=None,
-):
-    """Load ``model_class`` and its processor (``BlipProcessor`` unless ``processor_class`` is given, e.g.
-    ``CLIPProcessor``) from ``name``, in eval mode on the chosen device.
-
-    Weights come only from safetensors files; nothing is downloaded when ``name`` is a local directory.
-    ``dtype`` is one of ``DTYPES`` or ``auto`` (``resolve_dtype``). Returns ``(model, processor, device)``.
-    """
-    import torch
-    from transformers import BlipProcessor
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    path = resolve_model(name)
-    local = Path(path).is_dir()
-    device = pick_device(device)
-    kwargs = dict(use_safetensors=True, trust_remote_code=trust_remote_code, local_files_only=local)
-    model = model_class.from_pretrained(path, dtype=getattr(torch, resolve_dtype(dtype, device)), **kwargs)
-    processor_class = processor_class or BlipProcessor
-    processor = processor_class.from_pretrained(path, local_files_only=local, trust_remote_code=trust_remote_code)
-    return model.to(device).eval(), processor, device

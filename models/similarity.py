@@ -4,36 +4,30 @@ compute it. Two backends, one interface: ``image_embeddings``, ``text_embeddings
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
-from .loading import load_blip
+from .base import PretrainedModel, text_limit
 from .pixels import pixel_rows
 
 # A similarity.model value that means "the filter checkpoint's own ITC head" rather than a checkpoint name.
 ITC = "itc"
 
 
-class _Similarity:
+class _Similarity(PretrainedModel):
     """What both backends share: scoring candidates from the two embedding functions.
 
-    Subclasses set ``dimension`` and implement ``_embed_images(pixel_values)`` and
+    Subclasses set ``model_class`` and ``dimension`` and implement ``_embed_images(pixel_values)`` and
     ``_embed_texts(input_ids, attention_mask)`` (unnormalised, in the model's dtype).
     """
 
     def __init__(self, model, processor, device: str, batch_size: int, max_text_tokens: int):
-        self.model, self.processor, self.device = model, processor, device
+        super().__init__(model, processor, device)
         self.batch_size, self.max_text_tokens = batch_size, max_text_tokens
-        self._lock = threading.Lock()
 
     def reuses_vision_of(self, scorer) -> bool:
         """Whether ``image_embeddings`` can start from ``scorer.vision_states`` (the same vision tower)."""
         return False
-
-    @property
-    def image_processor(self):
-        return self.processor.image_processor
 
     def image_embeddings(self, images: list, vision_states=None, pixel_values=None):
         """``(len(images), d)`` float32 L2-normalised image embeddings; ``vision_states`` are the vision tower's
@@ -141,17 +135,12 @@ class ItcSimilarity(_Similarity):
         max_text_tokens: captions are truncated to this many tokens (default: the model's limit).
     """
 
+    model_class = "BlipForImageTextRetrieval"
+
     def __init__(self, model, processor, device="cpu", batch_size=32, max_text_tokens=None):
         limits = [processor.tokenizer.model_max_length, model.config.text_config.max_position_embeddings]
-        super().__init__(model, processor, device, batch_size, min(limits + _given(max_text_tokens)))
+        super().__init__(model, processor, device, batch_size, text_limit(limits, max_text_tokens))
         self.dimension = model.config.image_text_hidden_size
-
-    @classmethod
-    def from_pretrained(cls, name: str, device="auto", dtype="float32", trust_remote_code=False, **options):
-        from transformers import BlipForImageTextRetrieval
-
-        model, processor, device = load_blip(BlipForImageTextRetrieval, name, device, dtype, trust_remote_code)
-        return cls(model, processor, device, **options)
 
     @classmethod
     def sharing(cls, scorer, **options) -> ItcSimilarity:
@@ -184,17 +173,12 @@ class ClipSimilarity(_Similarity):
             OpenAI's checkpoints).
     """
 
+    model_class, processor_class = "CLIPModel", "CLIPProcessor"
+
     def __init__(self, model, processor, device="cpu", batch_size=32, max_text_tokens=None):
         limits = [model.config.text_config.max_position_embeddings]
-        super().__init__(model, processor, device, batch_size, min(limits + _given(max_text_tokens)))
+        super().__init__(model, processor, device, batch_size, text_limit(limits, max_text_tokens))
         self.dimension = model.config.projection_dim
-
-    @classmethod
-    def from_pretrained(cls, name: str, device="auto", dtype="float32", trust_remote_code=False, **options):
-        from transformers import CLIPModel, CLIPProcessor
-
-        model, processor, device = load_blip(CLIPModel, name, device, dtype, trust_remote_code, CLIPProcessor)
-        return cls(model, processor, device, **options)
 
     def _embed_images(self, pixel_values):
         # transformers 5 returns an output object here (4.x returned the tensor): the embedding is the pooler's.
@@ -212,7 +196,3 @@ def load_similarity(name: str, scorer=None, device="auto", dtype="float32", trus
             return ItcSimilarity.from_pretrained(scorer, device, dtype, trust_remote_code, **options)
         return ItcSimilarity.sharing(scorer, **options)
     return ClipSimilarity.from_pretrained(name, device, dtype, trust_remote_code, **options)
-
-
-def _given(limit: int | None) -> list[int]:
-    return [limit] if limit else []

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from capfilt.models.tiny import save_random_clip, save_random_pair
+from capfilt.demo.training.tiny import save_random_clip, save_random_pair
 from tests.helpers import WORDS, NetworkUsed, run, sample_members, write_messy_input, write_shard
 
 # Subprocesses inherit these: a hub id can never be resolved online, whatever a test runs.

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ...models import tiny
 from .. import world
+from . import tiny
 
 IMAGE_SIZE = 64
 PATCH_SIZE = 8

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...models import tiny
 from .. import contrastive, world
+from . import tiny
 from .build import IMAGE_SIZE, PATCH_SIZE, sincos_positions
 from .data import draw_images
 

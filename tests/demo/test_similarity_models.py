@@ -12,9 +12,9 @@ from capfilt.demo import contrastive, world
 from capfilt.demo.measure import best_threshold, similarity_figures
 from capfilt.demo.training.clip import ClipEncoders, build_clip, clip_pairs, clip_pixels, save_clip
 from capfilt.demo.training.itc import PROJECTIONS, ItcProjections, ItcRecipe, frozen_features, itm_digest, train_itc
+from capfilt.demo.training.tiny import save_random_pair
 from capfilt.models.loading import EMBEDDED_DIR
 from capfilt.models.similarity import ClipSimilarity, ItcSimilarity
-from capfilt.models.tiny import save_random_pair
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TOKENIZER_DIR = EMBEDDED_DIR / "itm"

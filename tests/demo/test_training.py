@@ -28,10 +28,10 @@ from capfilt.demo.training.build import build_models, sincos_positions
 from capfilt.demo.training.card import model_card, model_size
 from capfilt.demo.training.data import caption_batch, draw_images, mask_words, negative_caption, word_targets
 from capfilt.demo.training.loops import hardest_changes
+from capfilt.demo.training.tiny import save_random_pair
 from capfilt.models.itm import ItmScorer, grounded_text_states, match_logits
 from capfilt.models.loading import EMBEDDED_DIR
 from capfilt.models.similarity import ClipSimilarity
-from capfilt.models.tiny import save_random_pair
 
 SHIPPED = EMBEDDED_DIR
 

@@ -1,13 +1,9 @@
-import apache_beam as beam
 import pytest
 import torch
-from apache_beam.ml.inference.base import RunInference
-from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 from transformers import BlipForImageTextRetrieval, BlipProcessor
 
 from capfilt.models.captioner import Captioner
-from capfilt.models.handlers import CaptionerModelHandler, ItmModelHandler
 from capfilt.models.itm import ItmScorer
 
 IMAGES = [Image.new("RGB", (40, 30), (220, 20, 20)), Image.new("RGB", (12, 12), (20, 20, 220))]
@@ -55,19 +51,3 @@ def test_itm_truncates_long_text_to_the_model_limit(tiny_models):
     [[score, six, five]] = scorer.score(IMAGES[:1], [[long_text, "a red circle on the left", "a red circle on the"]])
     assert score == pytest.approx(six, abs=1e-6)
     assert five != six  # one word fewer changes the score: the cut is exactly at the limit, not before it
-
-
-def test_model_handlers_run_in_run_inference(tiny_models):
-    captioner = CaptionerModelHandler(tiny_models[0], seed=3, num_captions=2, min_length=2, max_length=4)
-    scorer = ItmModelHandler(tiny_models[1])
-    with beam.Pipeline("FnApiRunner") as p:
-        images = p | beam.Create(IMAGES)
-        captions = images | "Caption" >> RunInference(captioner) | "Count" >> beam.Map(lambda r: len(r.inference))
-        assert_that(captions, equal_to([2, 2]), label="TwoCaptionsEach")
-        pairs = images | beam.Map(lambda im: (im, ["a red square", "blue"]))
-        scores = (
-            pairs
-            | "Score" >> RunInference(scorer)
-            | beam.Map(lambda r: all(0 <= s <= 1 for s in r.inference) and len(r.inference) == 2)
-        )
-        assert_that(scores, equal_to([True, True]), label="ScoresAreProbabilities")

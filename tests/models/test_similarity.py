@@ -1,12 +1,8 @@
-import apache_beam as beam
 import pytest
 import torch
-from apache_beam.ml.inference.base import RunInference
-from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 from transformers import BlipForImageTextRetrieval, BlipProcessor, CLIPModel, CLIPProcessor
 
-from capfilt.models.handlers import SimilarityModelHandler
 from capfilt.models.itm import ItmScorer
 from capfilt.models.similarity import ClipSimilarity, ItcSimilarity, load_similarity
 
@@ -67,23 +63,3 @@ def test_embeddings_are_unit_rows_whose_dot_products_are_the_scores(tiny_clip):
     for i, texts in enumerate(CANDIDATES):
         dots = [float(embeddings.images[i] @ embeddings.text(t)) for t in texts]
         assert embeddings.similarities(i, texts) == pytest.approx(dots, abs=1e-6)
-
-
-def test_similarity_handler_runs_in_run_inference(tiny_models, tiny_clip):
-    with beam.Pipeline("FnApiRunner") as p:
-        pairs = p | beam.Create(IMAGES) | beam.Map(lambda im: (im, ["a red square", "blue"]))
-        for name, handler in (
-            ("Clip", SimilarityModelHandler(tiny_clip)),
-            ("Itc", SimilarityModelHandler("itc", itm_model=tiny_models[1])),
-        ):
-            cosines = (
-                pairs
-                | f"{name}Score" >> RunInference(handler)
-                | f"{name}Check" >> beam.Map(lambda r: len(r.inference) == 2 and all(-1 <= s <= 1 for s in r.inference))
-            )
-            assert_that(cosines, equal_to([True, True]), label=f"{name}Cosines")
-
-
-def test_itc_handler_needs_the_itm_checkpoint():
-    with pytest.raises(ValueError, match="itm_model"):
-        SimilarityModelHandler("itc")

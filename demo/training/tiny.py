@@ -1,7 +1,8 @@
 """Tiny BLIP checkpoints built from scratch: a word-level tokenizer and small configs.
 
-Used by the tests and by the demo-model training script. The checkpoints they produce go through
-``save_pretrained`` / ``from_pretrained`` exactly like Salesforce's BLIP checkpoints.
+Used by the tests, the benchmarks and the demo-model training; like the rest of ``demo.training`` it is not in
+the wheel. The checkpoints they produce go through ``save_pretrained`` / ``from_pretrained`` exactly like
+Salesforce's BLIP checkpoints.
 """
 
 from __future__ import annotations
