@@ -6,32 +6,22 @@ import pyarrow as pa
 
 from .sample import Sample
 
-ROW_SCHEMA = pa.schema(
-    [
-        ("key", pa.string()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("caption", pa.string()),
-        ("source", pa.string()),
-        ("score", pa.float64()),
-        ("web_text", pa.string()),
-        ("web_score", pa.float64()),
-        ("synthetic_texts", pa.list_(pa.string())),
-        ("synthetic_scores", pa.list_(pa.float64())),
-        ("similarity", pa.float64()),
-        ("web_similarity", pa.float64()),
-        ("synthetic_similarities", pa.list_(pa.float64())),
-        ("kept_texts", pa.list_(pa.string())),
-        ("image_ext", pa.string()),
-        ("members", pa.list_(pa.string())),
-        ("json", pa.string()),
-        ("media", pa.string()),
-        ("frames", pa.int32()),
-        ("duration", pa.float64()),
-        ("sha256", pa.string()),
-        ("duplicate_of", pa.string()),
-    ]
-)
+TYPES = {
+    "string": pa.string(),
+    "float64": pa.float64(),
+    "int32": pa.int32(),
+    "strings": pa.list_(pa.string()),
+    "floats": pa.list_(pa.float64()),
+}
+# The columns in order, as NAME:TYPE (the README lists them; a test holds the two together).
+COLUMNS = """
+key:string status:string error:string caption:string source:string score:float64
+web_text:string web_score:float64 synthetic_texts:strings synthetic_scores:floats
+similarity:float64 web_similarity:float64 synthetic_similarities:floats kept_texts:strings
+image_ext:string members:strings json:string media:string frames:int32 duration:float64
+sha256:string duplicate_of:string
+"""
+ROW_SCHEMA = pa.schema([(name, TYPES[kind]) for name, kind in (column.split(":") for column in COLUMNS.split())])
 
 
 def sample_row(sample: Sample) -> dict:
