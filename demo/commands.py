@@ -39,13 +39,18 @@ def demo_data(
     noise_mix: str | None = None,
     world: str = "default",
     video: bool = False,
+    duplicates: float = 0.0,
 ) -> int:
     """``capfilt demo-data``: the demo world validates its own arguments; here a bad one is a usage error."""
     if shards < 1 or samples_per_shard < 1:
         raise UsageError("--shards and --samples-per-shard must be at least 1")
+    if not 0.0 <= duplicates <= 1.0:  # also refuses nan
+        raise UsageError(f"--duplicates must be a fraction within [0, 1], got {duplicates}")
     try:
         mix = parse_noise_mix(noise_mix) if noise_mix is not None else None
-        paths = write_demo_shards(output, shards, samples_per_shard, seed, correct_fraction, mix, world, video)
+        paths = write_demo_shards(
+            output, shards, samples_per_shard, seed, correct_fraction, mix, world, video, duplicates
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     print(f"capfilt: wrote {len(paths)} shard(s) to {output}", file=sys.stderr)
@@ -66,12 +71,17 @@ def kept_accuracy(output_dir: str) -> float:
 
 def print_evaluation(output_dir: str, ablation: bool = False, retrieval: bool = False) -> None:
     """Print quality against the demo world's ground truth, and record it in report.json (and the page); with
-    ``retrieval`` also Recall@K of dual encoders trained on the output (on each Table 1 row with ``ablation``)."""
+    injected copies in the input (``demo-data --duplicates``) or duplicates removed, also how well they were removed;
+    with ``retrieval`` also Recall@K of dual encoders trained on the output (on each Table 1 row with ``ablation``)."""
     require_ground_truth(output_dir)
     if retrieval and any(row.get("media") == "video" for row in evaluate.read_rows(output_dir)):
         raise UsageError("--retrieval trains an image-text dual encoder on still images; this run holds video samples")
     result = {"evaluation": evaluate.evaluate(output_dir)}
     print(evaluate.format_evaluation(result["evaluation"]))
+    dedup = evaluate.deduplication(output_dir)
+    if dedup is not None:  # only on input with injected copies, or a selection that removed some
+        result["deduplication"] = dedup
+        print("\n" + evaluate.format_deduplication(dedup))
     if ablation:
         result["ablation"] = evaluate.ablation(output_dir)
         print(evaluate.format_ablation(result["ablation"]))

@@ -11,10 +11,11 @@ from __future__ import annotations
 import glob
 import json
 import os
+from collections import Counter
 
 from ..pipeline.errors import UsageError
 from ..pipeline.policy import choose
-from .world import NOISE_KINDS, WORLDS, normalise
+from .world import DUPLICATE_KINDS, NOISE_KINDS, WORLDS, normalise
 
 ABLATION_ROWS = ("none", "filter", "captioner", "capfilt")
 
@@ -25,14 +26,20 @@ def read_rows(output_dir: str) -> list[dict]:
     Args:
         output_dir: a local capfilt output directory.
     """
+    return [row for _, row in read_shard_rows(output_dir)]
+
+
+def read_shard_rows(output_dir: str) -> list[tuple[str, dict]]:
+    """``read_rows`` with each row's shard name (``00001`` for ``00001.parquet``), as ``duplicate_of`` names it."""
     import pyarrow.parquet as pq
 
     paths = sorted(glob.glob(os.path.join(output_dir, "*.parquet")))
     if not paths:
         raise FileNotFoundError(f"no *.parquet files in {output_dir}")
-    rows: list[dict] = []
+    rows: list[tuple[str, dict]] = []
     for path in paths:
-        rows.extend(pq.read_table(path).to_pylist())
+        shard = os.path.basename(path)[: -len(".parquet")]
+        rows.extend((shard, row) for row in pq.read_table(path).to_pylist())
     return rows
 
 
@@ -252,4 +259,107 @@ def format_ablation(rows: list[dict]) -> str:
     lines = [f"{'setting':<11}{'kept':>7}{'accuracy':>10}{'yield':>8}{'clean yield':>13}"]
     for r in rows:
         lines.append(f"{r['name']:<11}{r['kept']:>7}{r['accuracy']:>10.3f}{r['yield']:>8.3f}{r['clean_yield']:>13.3f}")
+    return "\n".join(lines)
+
+
+# ---- deduplication against the injected copies (``demo-data --duplicates``) ----
+
+# The rows that reached the selection's decision: kept, removed as a copy, or cut for their score. The others were
+# dropped before (unreadable, no caption, ...) and never took part. With a scored run that was not ``score_only``,
+# its own ``below_threshold`` rows count here too.
+SELECTABLE = ("kept", "duplicate", "below_threshold", "below_fraction")
+
+
+def _copy_of(row: dict) -> tuple[str, str | None]:
+    """The key of the original a row's sample copies (its own key when it is an original) and the copy's kind
+    (None for an original), from the ground truth ``demo-data --duplicates`` writes into a copy's json."""
+    try:
+        copy = json.loads(row.get("json") or "{}").get("duplicate") or {}
+        return str(copy["of"]), str(copy["kind"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return row["key"], None
+
+
+def deduplication_rows(rows: list[tuple[str, dict]]) -> dict | None:
+    """How well a selection removed the injected copies, or None when the rows hold no copy and no removal.
+
+    A group is an original and its copies, counted among its selectable members (``SELECTABLE``); the ideal
+    removes all but one of each. A removal is right when its ``duplicate_of`` names a member of the same group.
+    By kind, a copy counts as found when it and its original end in the same kept sample (one removed in the
+    other's place, or both in a third's): removing the original in favour of a copy of another kind does not
+    find this one.
+
+    Args:
+        rows: ``(shard, parquet row)`` pairs (``read_shard_rows``).
+
+    Returns:
+        ``groups`` (groups of more than one selectable member), ``copies`` (what the ideal removes: the sum of
+        size − 1), ``removed`` (rows removed as duplicates), ``found`` (right removals, at most size − 1 per
+        group), ``recall`` (found / copies), ``per_kind`` (for each copy kind, ``copies`` whose original is
+        selectable, ``found`` as above, ``recall``), ``wrong_merges`` (removals naming a sample of another group,
+        or none of this output) and ``groups_removed`` (groups every selectable member of which was removed).
+    """
+    group_of: dict[str, str] = {}
+    groups: dict[str, list[tuple[str, str | None, dict]]] = {}
+    copied = False
+    for shard, row in rows:
+        origin, kind = _copy_of(row)
+        name = f"{shard}/{row['key']}"
+        group_of[name] = origin
+        copied |= kind is not None
+        if row.get("status") in SELECTABLE:
+            groups.setdefault(origin, []).append((name, kind, row))
+    removed = [(name, row) for members in groups.values() for name, _, row in members if row["status"] == "duplicate"]
+    if not copied and not removed:
+        return None
+    copies = found = 0
+    pairs, joined = Counter(), Counter()  # by copy kind: copies beside their original, and those merged with it
+    for origin, members in groups.items():
+        # Where each member ended up: in the sample kept in its place when it was rightly removed, else itself.
+        kept_as = {
+            n: r["duplicate_of"] if r["status"] == "duplicate" and group_of.get(r["duplicate_of"]) == origin else n
+            for n, _, r in members
+        }
+        copies += len(members) - 1
+        found += min(len(members) - 1, sum(kept_as[n] != n for n in kept_as))
+        original = next((n for n, kind, _ in members if kind is None), None)
+        for name, kind, _ in members:
+            if kind is not None and original is not None:
+                pairs[kind] += 1
+                joined[kind] += kept_as[name] == kept_as[original]
+    wrong = sum(group_of.get(row["duplicate_of"]) != group_of[name] for name, row in removed)
+    return {
+        "groups": sum(len(members) > 1 for members in groups.values()),
+        "copies": copies,
+        "removed": len(removed),
+        "found": found,
+        "recall": _ratio(found, copies),
+        "per_kind": {
+            kind: {"copies": pairs[kind], "found": joined[kind], "recall": _ratio(joined[kind], pairs[kind])}
+            for kind in DUPLICATE_KINDS
+            if kind in pairs
+        },
+        "wrong_merges": wrong,
+        "groups_removed": sum(all(r["status"] == "duplicate" for *_, r in members) for members in groups.values()),
+    }
+
+
+def deduplication(output_dir: str) -> dict | None:
+    """``deduplication_rows`` over the output in ``output_dir``."""
+    return deduplication_rows(read_shard_rows(output_dir))
+
+
+def format_deduplication(result: dict) -> str:
+    """A plain-text summary of ``deduplication``'s result, one line per copy kind under the recall."""
+    lines = [
+        f"groups of copies       {result['groups']}  ({result['copies']} to remove: all but one of each)",
+        f"removed as duplicates  {result['removed']}",
+        f"dedup recall           {result['recall']:.3f}  ({result['found']} of {result['copies']} removed)",
+    ]
+    for kind, c in result["per_kind"].items():
+        lines.append(f"  {kind:<21}{c['recall']:.3f}  ({c['found']} of {c['copies']})")
+    lines += [
+        f"wrong merges           {result['wrong_merges']}  (removed as a copy of another group's sample)",
+        f"groups removed whole   {result['groups_removed']}  (every member removed as a duplicate)",
+    ]
     return "\n".join(lines)

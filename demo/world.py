@@ -4,7 +4,8 @@ Every image has exactly one canonical caption, so caption quality is measurable 
 correct when it equals the canonical one after ``normalise``. Captions of different scenes often differ by a
 single word (a colour, a shape, a size, a position or the background), which is what makes the filter's job
 non-trivial. ``write_demo_shards`` writes WebDataset shards whose web captions are damaged in known ways
-(``NOISE_KINDS``), with the ground truth kept in each sample's json.
+(``NOISE_KINDS``), with the ground truth kept in each sample's json; with ``duplicates`` it also copies samples
+into other shards (``plan_copies``), each copy's json naming its original, the ground truth of deduplication.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import random
 import re
+import tarfile
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
@@ -380,11 +382,13 @@ def write_demo_shards(
     noise_mix: dict[str, float] | None = None,
     world: str = "default",
     video: bool = False,
+    duplicates: float = 0.0,
 ) -> list[str]:
     """Write ``shards`` demo WebDataset tars ``00000.tar``, ``00001.tar``, ... into ``output_dir``.
 
     The same arguments always give byte-identical tars: each shard has its own random stream derived from
-    ``seed`` and its index, so shards do not depend on each other.
+    ``seed`` and its index, so shards do not depend on each other. Injected copies (``duplicates``) come from a
+    stream of their own, so the original samples are the same bytes with or without them.
 
     Args:
         output_dir: a local directory, created if needed.
@@ -397,6 +401,7 @@ def write_demo_shards(
             proportions of the same kinds of damage.
         world: one of ``WORLDS``.
         video: clips (mp4, some webm) instead of images.
+        duplicates: copy this fraction of the samples into other shards (``plan_copies``, ``make_copy``).
 
     Returns:
         The paths of the tars, in order.
@@ -407,8 +412,10 @@ def write_demo_shards(
         check_noise_mix(noise_mix)
     if world not in WORLDS:
         raise ValueError(f"unknown world {world!r}; expected one of {', '.join(WORLDS)}")
+    if not 0.0 <= duplicates <= 1.0:
+        raise ValueError(f"duplicates must be within [0, 1], got {duplicates}")
     os.makedirs(output_dir, exist_ok=True)
-    paths = []
+    paths, temps = [], []
     for shard in range(shards):
         rng = random.Random(f"capfilt-demo/{seed}/{shard}")
         path = os.path.join(output_dir, f"{shard:05d}.tar")
@@ -419,6 +426,159 @@ def write_demo_shards(
                     f"{shard:05d}_{index:06d}", rng, correct_fraction, noise_mix, world, video
                 ).items():
                     writer.add(name, data)
-        os.replace(temp, path)
         paths.append(path)
+        temps.append(temp)
+    copies = plan_copies(shards, samples_per_shard, seed, duplicates)
+    if copies:
+        # A shard takes copies of samples of other shards, so every shard is written before any copy is placed;
+        # the final names appear only with the copies in them.
+        _write_with_copies(temps, paths, copies, correct_fraction, noise_mix)
+    else:
+        for temp, path in zip(temps, paths, strict=True):
+            os.replace(temp, path)
     return paths
+
+
+# ---- injected copies ------------------------------------------------------------------------------------------
+
+# How a copy differs from its original: the same bytes, the same picture saved again at another JPEG quality, or
+# the picture resized and saved again. Only a byte copy has its original's hash; the others take an embedding to find.
+DUPLICATE_KINDS = ("bytes", "reencode", "resize")
+REENCODE_QUALITIES = (60, 70, 75, 80, 85, 95)  # never JPEG_QUALITY: a re-encode must not give the same bytes
+RESIZE_SCALES = (0.5, 0.9)
+SECOND_COPY = 0.25  # the chance a copied sample gets a second copy, so some groups hold three samples
+SAME_CAPTION = 0.5  # the chance a copy keeps its original's web caption rather than getting a caption of its own
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """One injected copy: its ``key`` in shard ``target`` before that shard's original sample ``position`` (after
+    the last one when it equals the shard's size), the key it copies (``of``), its ``kind`` (``DUPLICATE_KINDS``),
+    whether it keeps the original's web caption (``same_caption``), and the seed of its own draws."""
+
+    key: str
+    of: str
+    target: int
+    position: int
+    kind: str
+    same_caption: bool
+    seed: int
+
+
+def plan_copies(shards: int, samples_per_shard: int, seed: int, fraction: float) -> list[Copy]:
+    """Which samples are copied, where each copy goes and what it is: ``round(fraction × samples)`` distinct
+    samples, each copied once (or twice, ``SECOND_COPY``) into another shard (the same one when there is one).
+
+    Everything is drawn from one stream of its own before any sample is read, so the shards' streams, and the
+    original samples, are the same as without copies.
+    """
+    rng = random.Random(f"capfilt-demo/{seed}/duplicates")
+    total = shards * samples_per_shard
+    copies: list[Copy] = []
+    for source in sorted(rng.sample(range(total), round(fraction * total))):
+        shard, index = divmod(source, samples_per_shard)
+        for _ in range(2 if rng.random() < SECOND_COPY else 1):
+            target = rng.choice([s for s in range(shards) if s != shard] or [shard])
+            copies.append(
+                Copy(
+                    key=f"{target:05d}_dup{len(copies):06d}",
+                    of=f"{shard:05d}_{index:06d}",
+                    target=target,
+                    position=rng.randrange(samples_per_shard + 1),
+                    kind=rng.choice(DUPLICATE_KINDS),
+                    same_caption=rng.random() < SAME_CAPTION,
+                    seed=rng.randrange(2**31),
+                )
+            )
+    return copies
+
+
+_THING = re.compile(r"\ba (\w+) (\w+) (\w+) on the (\w+)")
+
+
+def scene_of(caption: str) -> Scene:
+    """The scene a canonical caption describes (jitter 0: a caption does not fix the pixels); ``ValueError`` for
+    any other text."""
+    body, _, background = caption.rpartition(" on a ")
+    scene = Scene(background.removesuffix(" background"), tuple(Thing(*m) for m in _THING.findall(body)), 0)
+    if not scene.things or canonical_caption(scene) != caption:
+        raise ValueError(f"not a canonical caption: {caption!r}")
+    return scene
+
+
+def make_copy(
+    copy: Copy, original: dict[str, bytes], correct_fraction: float = 0.4, noise_mix: dict[str, float] | None = None
+) -> dict[str, bytes]:
+    """The members of ``copy`` of the sample ``original`` (``{extension: bytes}``). Its json is the original's
+    ground truth (the same scene, so the same ``gt_caption``) with its own url, the noise kind of its own web
+    caption, and ``"duplicate": {"of": ORIGINAL_KEY, "kind": KIND}``. A clip is only ever copied byte for byte.
+    """
+    rng = random.Random(copy.seed)
+    meta = json.loads(original["json"])
+    text = original.get("txt")
+    [(fmt, media)] = [(ext, data) for ext, data in original.items() if ext not in ("txt", "json")]
+    kind = copy.kind if fmt in ("jpg", "png") else "bytes"
+    if kind != "bytes":
+        image = Image.open(io.BytesIO(media)).convert("RGB")
+        if kind == "resize":
+            scale = rng.uniform(*RESIZE_SCALES)
+            image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+        buffer = io.BytesIO()
+        quality = rng.choice(REENCODE_QUALITIES) if kind == "reencode" else JPEG_QUALITY
+        image.save(buffer, format="JPEG", quality=quality)
+        fmt, media = "jpg", buffer.getvalue()
+    if not copy.same_caption:
+        # Another caption of the same scene, drawn as an original's is: right, one word off, spam, ...
+        meta["noise"] = noise_kind(rng, correct_fraction, noise_mix)
+        caption = web_caption(scene_of(meta["gt_caption"]), meta["noise"], rng, meta.get("world", "default"))
+        text = caption.encode("utf-8") if caption is not None else None
+    meta.update(url=f"https://demo.capfilt/{copy.key}.{fmt}", duplicate={"of": copy.of, "kind": kind})
+    members = {f"{copy.key}.{fmt}": media}
+    if text is not None:
+        members[f"{copy.key}.txt"] = text
+    members[f"{copy.key}.json"] = json.dumps(meta, sort_keys=True).encode("utf-8")
+    return members
+
+
+def _read_samples(path: str) -> list[tuple[str, list[tuple[str, bytes]]]]:
+    """A demo tar's samples in order: ``(key, [(member name, bytes), ...])``."""
+    samples: list[tuple[str, list[tuple[str, bytes]]]] = []
+    with tarfile.open(path, mode="r|") as tar:
+        for info in tar:
+            key = info.name.split(".", 1)[0]
+            if not samples or samples[-1][0] != key:
+                samples.append((key, []))
+            samples[-1][1].append((info.name, tar.extractfile(info).read()))
+    return samples
+
+
+def _write_with_copies(
+    temps: list[str], paths: list[str], copies: list[Copy], correct_fraction: float, noise_mix: dict | None
+) -> None:
+    """Write each shard's tar from its copy-free temporary one (``temps``) with its copies among its samples."""
+    wanted = {copy.of for copy in copies}
+    originals = {
+        key: {name.split(".", 1)[1]: data for name, data in members}
+        for temp in temps
+        for key, members in _read_samples(temp)
+        if key in wanted
+    }
+    for shard, (temp, path) in enumerate(zip(temps, paths, strict=True)):
+        before: dict[int, list[Copy]] = {}
+        for copy in copies:
+            if copy.target == shard:
+                before.setdefault(copy.position, []).append(copy)
+        if not before:
+            os.replace(temp, path)
+            continue
+        samples = _read_samples(temp)
+        staged = f"{path}.tmp-{os.getpid()}-copies"
+        with open(staged, "wb") as handle, DeterministicTarWriter(handle) as writer:
+            for position in range(len(samples) + 1):
+                for copy in before.get(position, ()):
+                    for name, data in make_copy(copy, originals[copy.of], correct_fraction, noise_mix).items():
+                        writer.add(name, data)
+                for name, data in samples[position][1] if position < len(samples) else ():
+                    writer.add(name, data)
+        os.replace(staged, path)
+        os.remove(temp)

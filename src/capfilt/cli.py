@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--world", default="default", help="default, or lookalike: two objects one attribute apart")
     demo.add_argument("--video", action="store_true", help="clips of the world (mp4, some webm) instead of images")
+    demo.add_argument(
+        "--duplicates",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="copy this fraction of the samples into other shards (same bytes, re-encoded or resized)",
+    )
 
     evaluate = commands.add_parser("eval", help="demo world only: caption quality against ground truth")
     evaluate.add_argument("output_dir")
@@ -139,6 +146,7 @@ def _demo_data(args, beam_args: tuple[str, ...]) -> int:
         args.noise_mix,
         args.world,
         args.video,
+        args.duplicates,
     )
 
 
