@@ -41,10 +41,10 @@ FIXED_POINT = float(1 << 24)  # float16 values times this are integers
 
 
 # ε by the scored run's ``similarity.model`` (what made the image embeddings). The demo's own are measured
-# (``bench/dedup_eps.py``, README "Deduplication"): the smallest ε that finds ≥ 95% of re-encoded and resized
-# copies, since their tiny towers put other scenes of the same content about as close as a copy. A real CLIP or
+# (``bench/dedup_eps.py`` and ``eval`` of injected copies, README "Deduplication"): the ε that finds ≥ 95% of
+# copies with the fewest merges of other scenes, which their tiny towers put about as close as a copy. A real CLIP or
 # SigLIP checkpoint gets 0.01, the ε NeMo Curator's semantic dedup configuration extracts at.
-DEFAULT_EPS = {"embedded:clip": 0.002, "itc": 0.001}
+DEFAULT_EPS = {"embedded:clip": 0.001, "itc": 0.001}
 FALLBACK_EPS = 0.01
 
 
