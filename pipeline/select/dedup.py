@@ -34,6 +34,7 @@ from .cut import best_score
 MODES = ("exact", "semantic")
 CLUSTER_TARGET = 1000  # samples per cluster, on average: k = pool / CLUSTER_TARGET
 MAX_CLUSTER = 4096  # a cluster over this is split (its cosine matrix is MAX_CLUSTER² floats: 64 MiB)
+COSINE_FLOATS = MAX_CLUSTER * MAX_CLUSTER  # the cosines held at once, a block of rows at a time
 MAX_CENTROIDS = 1000  # beyond this many, a larger pool makes larger clusters, which are split
 SAMPLE_SIZE = 20_000  # k-means++ runs on a seeded sample of the pool this large (~20 per centroid)
 LLOYD_ITERATIONS = 8
@@ -243,7 +244,6 @@ def linked_duplicates(members: list[tuple], eps: float) -> list[tuple[str, tuple
     """Within one (split) cluster of ``(rank, shard, key, vector)``: the groups of samples linked by cosine
     ≥ 1 − ``eps`` (connected components), each keeping its best-ranked member."""
     members = sorted(members, key=lambda m: m[:3])
-    vectors = np.stack([m[3] for m in members]).astype(np.float32)
     parent = list(range(len(members)))
 
     def root(i: int) -> int:
@@ -252,11 +252,24 @@ def linked_duplicates(members: list[tuple], eps: float) -> list[tuple[str, tuple
             i = parent[i]
         return i
 
-    close = np.argwhere(np.triu(vectors @ vectors.T >= 1.0 - eps, k=1))
-    for i, j in close:
-        a, b = root(int(i)), root(int(j))
+    def link(i: int, j: int) -> None:
+        a, b = root(i), root(j)
         if a != b:
             parent[max(a, b)] = min(a, b)  # the smaller index is the better rank: it stays the root
+
+    # Identical vectors (a placeholder image a million times) are linked first and compared once: hyperplanes
+    # cannot split them, so only their distinct vectors may go through the cosine matrix.
+    vectors = np.stack([m[3] for m in members])
+    distinct, first, inverse = np.unique(vectors, axis=0, return_index=True, return_inverse=True)
+    for i, d in enumerate(inverse.reshape(-1)):
+        link(int(first[d]), i)
+    unit = distinct.astype(np.float32)
+    block = max(1, COSINE_FLOATS // len(unit))  # rows of the cosine matrix at a time
+    for start in range(0, len(unit), block):
+        rows, columns = np.nonzero(unit[start : start + block] @ unit.T >= 1.0 - eps)
+        later = start + rows < columns  # each pair once
+        for i, j in zip(first[start + rows[later]], first[columns[later]], strict=True):
+            link(int(i), int(j))
     out = []
     for i, (_, shard, key, _) in enumerate(members):
         r = root(i)

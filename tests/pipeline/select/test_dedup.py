@@ -193,3 +193,22 @@ def test_semantic_without_embeddings_says_how_to_score_with_them(tiny_models, tm
     assert main([*argv, "--dedup", "exact"]) == 0  # exact needs only the hashes every run records
     decided = rows(tmp_path / "o")
     assert sorted(r["status"] for r in decided) == ["duplicate", "kept"]  # the same bytes twice: one stays
+
+
+def test_linking_in_blocks_and_a_flood_of_one_image_give_the_brute_force_groups(monkeypatch):
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((40, 16))
+    near = base[:10] + 0.001 * rng.standard_normal((10, 16))  # copies of the first ten
+    flood = np.repeat(base[10:11], 300, axis=0)  # one placeholder picture, 300 times
+    vectors = np.concatenate([base, near, flood])
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float16)
+    members = [((-float(i % 7), "00000", f"k{i:04d}"), "00000", f"k{i:04d}", v) for i, v in enumerate(vectors)]
+    expected = {}
+    pool = [{"shard": "00000", "key": m[2], "best": -m[0][0], "embedding": m[3].astype(np.float32)} for m in members]
+    for group in _components(pool, 0.01):
+        for row in group:
+            if f"00000/{row['key']}" != _winner(group):
+                expected[row["key"]] = _winner(group)
+    monkeypatch.setattr(dedup, "COSINE_FLOATS", 64)  # a few rows of the matrix at a time
+    found = {key: kept for _, (key, kept) in dedup.linked_duplicates(members, 0.01)}
+    assert found == expected and len(found) >= 10 + 300
