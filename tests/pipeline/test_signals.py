@@ -12,8 +12,12 @@ import time
 
 import pytest
 
+from capfilt.pipeline import interrupt
+from capfilt.pipeline.config import load_config
+from capfilt.pipeline.shard.loaded_models import load_models
+from capfilt.pipeline.shard.process import process_shard
 from capfilt.pipeline.storage import TEMP_DIR
-from tests.helpers import assert_complete, outputs, run, run_argv, sample_members, write_shard
+from tests.helpers import TEST_SETTINGS, assert_complete, outputs, run, run_argv, sample_members, write_shard
 
 SHARDS = 12
 TWO_WORKERS = ["--", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]
@@ -69,19 +73,21 @@ def test_a_signal_stops_the_run_cleanly_and_the_rerun_is_identical(
     while not list(out.glob("*_stats.json")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert process.poll() is None, "the run ended before it could be interrupted"
+    complete_before = {p.name for p in out.glob("*_stats.json")}
     if signum == signal.SIGINT:
         os.killpg(process.pid, signum)  # Ctrl-C: the terminal signals the whole foreground process group
     else:
         process.send_signal(signum)  # an orchestrator signals the process it started
-    stopped = time.monotonic()
     err = process.communicate(timeout=60)[1]
     assert process.returncode == code
-    assert time.monotonic() - stopped < 20, "stops within a batch, not after the run"
     lines = err.strip().splitlines()
     assert all(line.startswith("capfilt: ") for line in lines), err[-3000:]
-    complete = len(list(out.glob("*_stats.json")))
-    assert lines[-1] == f"capfilt: interrupted: {complete}/{SHARDS} shards complete; rerun to resume"
-    assert 1 <= complete < SHARDS
+    complete = {p.name for p in out.glob("*_stats.json")}
+    assert lines[-1] == f"capfilt: interrupted: {len(complete)}/{SHARDS} shards complete; rerun to resume"
+    # Stops with the shards in hand, not after the run: past the signal at most the shard each worker was on
+    # completes (when it was at its last batch), and no worker starts another.
+    assert complete >= complete_before and len(complete - complete_before) <= workers
+    assert len(complete) < SHARDS
     assert not (out / TEMP_DIR).exists()
     assert not (out / "_SUCCESS").exists()
     for path in out.iterdir():
@@ -103,3 +109,28 @@ def test_a_two_process_run_prints_only_its_own_lines_with_whole_run_totals(tiny_
     assert progress[-1].startswith(f"capfilt: {SHARDS}/{SHARDS} shards, {SHARDS * 24} samples")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["status"] == "ok" and summary["input"] == SHARDS * 24 and summary["shards"] == SHARDS
+
+
+def test_a_stop_ends_the_shard_at_the_batch_in_hand_and_leaves_no_file(tiny_models, tmp_path):
+    """What a signal sets (``interrupt.STOP``) is heard between batches: the batch in hand is the last one,
+    and the shard leaves nothing, under a final name or a temporary one."""
+    settings = {"captioner.model": tiny_models[0], "filter.model": tiny_models[1], **TEST_SETTINGS}
+    config = load_config("demo", overrides=[f"{key}={value}" for key, value in settings.items()])
+    models = load_models(config, threads=0)  # 0: torch's thread count left as it is
+    shard = write_shard(tmp_path / "00000.tar", [m for i in range(24) for m in sample_members(f"s{i:03d}")])
+    batches = []
+
+    def on_batch(samples: int, kept: int) -> None:
+        batches.append(samples)
+        if len(batches) == 2:
+            interrupt.STOP.set()  # as the signal handler does, while the second of six batches is written
+
+    out = tmp_path / "out"
+    out.mkdir()
+    try:
+        with pytest.raises(interrupt.Interrupted):
+            process_shard(str(shard), str(out), config, models, on_batch=on_batch)
+    finally:
+        interrupt.STOP.clear()
+    assert batches == [4, 4]
+    assert [p for p in out.rglob("*") if p.is_file()] == []

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import tarfile
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -44,7 +45,8 @@ def img2dataset_sample(key: str, fmt: str, index: int) -> list[tuple[str, bytes]
 @pytest.fixture(scope="module")
 def wild(tiny_models, tmp_path_factory):
     """One run over: an img2dataset-style shard of mixed formats, a 0-byte .tar, a short HTML page named .tar and
-    a longer one. Returns (exit code, input folder, output folder, the input members by key, input digests)."""
+    a longer one. Returns (exit code, input folder, output folder, the input members by key, input digests, the
+    seconds the whole run took as this test saw it)."""
     root = tmp_path_factory.mktemp("wild")
     inp = root / "in"
     members = []
@@ -59,8 +61,9 @@ def wild(tiny_models, tmp_path_factory):
     for name, data in members:
         key, _, ext = name.partition(".")
         by_key.setdefault(key, {})[ext] = data
+    started = time.monotonic()
     code = run(tiny_models, inp, root / "out")
-    return code, inp, root / "out", by_key, digests
+    return code, inp, root / "out", by_key, digests, time.monotonic() - started
 
 
 def tar_members(path) -> dict[str, dict[str, bytes]]:
@@ -73,7 +76,7 @@ def tar_members(path) -> dict[str, dict[str, bytes]]:
 
 
 def test_every_member_of_a_kept_sample_travels_byte_for_byte(wild):
-    code, _, out, by_key, _ = wild
+    code, _, out, by_key, _, _ = wild
     assert code == 0
     written = tar_members(out / "00000.tar")
     kept = [r["key"] for r in pq.read_table(out / "00000.parquet").to_pylist() if r["status"] == "kept"]
@@ -86,7 +89,7 @@ def test_every_member_of_a_kept_sample_travels_byte_for_byte(wild):
 
 
 def test_img2dataset_caption_field_is_the_chosen_caption_and_the_original_is_kept(wild):
-    _, _, out, by_key, _ = wild
+    _, _, out, by_key, _, _ = wild
     written = tar_members(out / "00000.tar")
     for key, original in by_key.items():
         meta = json.loads(written[key]["json"])
@@ -97,7 +100,7 @@ def test_img2dataset_caption_field_is_the_chosen_caption_and_the_original_is_kep
 
 
 def test_rows_list_every_member_read(wild):
-    _, _, out, by_key, _ = wild
+    _, _, out, by_key, _, _ = wild
     for row in pq.read_table(out / "00000.parquet").to_pylist():
         assert sorted(row["members"]) == sorted(by_key[row["key"]])
 
@@ -107,7 +110,7 @@ def test_rows_list_every_member_read(wild):
     [("00001", "empty file (0 bytes)"), ("00002", "shorter than one 512-byte tar header"), ("00003", "not a tar")],
 )
 def test_a_file_that_is_not_a_tar_is_a_failed_shard_with_all_three_files(wild, shard, why):
-    _, _, out, _, _ = wild
+    _, _, out, _, _, _ = wild
     stats = json.loads((out / f"{shard}_stats.json").read_text())
     assert stats["failed_shards"] == [shard] and why in stats["error"]
     assert pq.read_table(out / f"{shard}.parquet").num_rows == 0
@@ -118,17 +121,20 @@ def test_a_file_that_is_not_a_tar_is_a_failed_shard_with_all_three_files(wild, s
 
 
 def test_stats_carry_img2dataset_keys(wild):
-    _, _, out, _, _ = wild
+    _, _, out, _, _, run_seconds = wild
     stats = json.loads((out / "00000_stats.json").read_text())
     assert stats["count"] == stats["input"] == 6
     assert stats["successes"] == stats["kept"] == 6
     assert stats["status_dict"] == {"success": 6}
-    assert stats["duration"] >= 0
+    # img2dataset's duration is the seconds spent on the shard: the same figure as capfilt's own and the report's
+    # table, some part of the run that made it (not zero, not milliseconds, not a clock reading).
+    assert stats["duration"] == round(stats["seconds"], 3) == stats["per_shard"]["00000"]["seconds"]
+    assert 0 < stats["duration"] < run_seconds
     assert stats["fingerprint"] and stats["settings"]["captioner"]["num_captions"] == 3
 
 
 def test_sizes_json_counts_the_kept_samples_of_every_output_tar(wild):
-    _, _, out, _, _ = wild
+    _, _, out, _, _, _ = wild
     sizes = json.loads((out / "sizes.json").read_text())
     assert sizes == {
         f"{name}.tar": len(tar_members(out / f"{name}.tar")) for name in ("00000", "00001", "00002", "00003")
@@ -136,7 +142,7 @@ def test_sizes_json_counts_the_kept_samples_of_every_output_tar(wild):
 
 
 def test_the_input_is_never_written(wild):
-    _, inp, _, _, digests = wild
+    _, inp, _, _, digests, _ = wild
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in inp.iterdir()} == digests
 
 

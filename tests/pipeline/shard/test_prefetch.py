@@ -1,3 +1,4 @@
+import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,24 +13,65 @@ def test_order_is_kept(depth):
     assert list(prefetch(iter(range(50)), depth)) == list(range(50))
 
 
-def test_producer_runs_in_another_thread_ahead_of_the_consumer():
-    produced_in = []
+def test_producer_runs_in_another_thread_at_most_depth_items_ahead_of_the_consumer(monkeypatch):
+    depth = 3
+    change = threading.Condition()  # notified at every pull, get and put, so a wait sees each step
+    asked = [0]  # items the consumer has asked for (counted before it asks, so never behind the producer's view)
+    pulled = []  # (item, items asked for when the producer pulled it, thread)
+    queues, done = [], []
+
+    class WatchedQueue(queue.Queue):
+        def __init__(self, maxsize=0):
+            super().__init__(maxsize)
+            self.gets = 0
+            queues.append(self)
+
+        def put(self, item, block=True, timeout=None):
+            with change:
+                change.notify_all()
+            return super().put(item, block, timeout)
+
+        def get(self, block=True, timeout=None):
+            item = super().get(block, timeout)
+            with change:
+                self.gets += 1
+                change.notify_all()
+            return item
+
+    def waiting_for_room() -> bool:
+        """The producer holds an item it pulled and cannot put (or has nothing left): it can pull no more."""
+        q = queues[0] if queues else None
+        return bool(done) or (q is not None and q.full() and len(pulled) == q.gets + q.qsize() + 1)
+
+    monkeypatch.setattr(queue, "Queue", WatchedQueue)
 
     def items():
         for i in range(20):
-            produced_in.append(threading.current_thread().name)
+            with change:
+                pulled.append((i, asked[0], threading.current_thread().name))
+                change.notify_all()
             yield i
+        with change:
+            done.append(True)
+            change.notify_all()
 
-    stream = prefetch(items(), 3)
-    assert next(stream) == 0
-    # While the consumer holds item 0, the producer fills the queue (depth 3) and blocks holding one more.
-    deadline = time.monotonic() + 10
-    while len(produced_in) < 5 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)  # room to overrun the bound, were there no bound
-    assert len(produced_in) == 5
-    assert list(stream) == list(range(1, 20))
-    assert set(produced_in) == {"capfilt-prefetch"}
+    stream = prefetch(items(), depth)
+
+    def take():
+        with change:
+            asked[0] += 1
+        return next(stream)
+
+    assert take() == 0
+    with change:
+        # While the consumer holds item 0 the producer fills the queue (items 1-3) and pulls one more, which it
+        # holds until there is room: five pulled.
+        assert change.wait_for(waiting_for_room, timeout=60)
+        assert len(pulled) == depth + 2
+    assert [take() for _ in range(19)] == list(range(1, 20))
+    # Each item is pulled only once the consumer has asked for all but the last `depth` before it.
+    assert [i for i, asked_then, _ in pulled if i > asked_then + depth] == []
+    assert {thread for _, _, thread in pulled} == {"capfilt-prefetch"}
 
 
 def test_producer_error_is_raised_at_its_place():
