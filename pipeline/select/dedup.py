@@ -113,10 +113,15 @@ class ExactDuplicates(beam.PTransform):
 
 
 class Vectors:
-    """One shard's selectable samples with their image embeddings (float16 rows, as the scored run wrote them)."""
+    """One shard's selectable samples: their keys, best scores and image embeddings (float16 rows, as the scored
+    run wrote them). Every stage reads its shard's anew (``read_vectors``) rather than the pipeline holding a
+    collection of every shard's vectors between stages."""
 
-    def __init__(self, shard: str, ranks: list[tuple], embeddings: np.ndarray):
-        self.shard, self.ranks, self.embeddings = shard, ranks, embeddings
+    def __init__(self, shard: str, keys: list[str], best: np.ndarray, embeddings: np.ndarray):
+        self.shard, self.keys, self.best, self.embeddings = shard, keys, best, embeddings
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
     @property
     def exact(self) -> np.ndarray:
@@ -127,15 +132,19 @@ class Vectors:
     def unit(self) -> np.ndarray:
         return self.embeddings.astype(np.float32)
 
+    def members(self, rows) -> list[tuple]:
+        """``(rank, shard, key)`` of the given rows."""
+        return [(_rank(float(self.best[i]), self.shard, self.keys[i]), self.shard, self.keys[i]) for i in rows]
+
 
 def read_vectors(name: str, config) -> Vectors:
     rows = selectable_rows(config, name, [])
     if not rows:
-        return Vectors(name, [], np.zeros((0, 0), np.float16))
+        return Vectors(name, [], np.zeros(0), np.zeros((0, 0), np.float16))
     data = storage.read_bytes(embedding_paths(config.scored_dir, name)["img_emb"])
     embeddings = np.load(io.BytesIO(data)).astype(np.float16)
-    ranks = [(_rank(r["best"], name, r["key"]), name, r["key"]) for r in rows]
-    return Vectors(name, ranks, embeddings[[r["kept_index"] for r in rows]])
+    best = np.array([r["best"] for r in rows], dtype=np.float64)
+    return Vectors(name, [r["key"] for r in rows], best, embeddings[[r["kept_index"] for r in rows]])
 
 
 def _priority(seed: int, shard: str, key: str) -> int:
@@ -143,9 +152,27 @@ def _priority(seed: int, shard: str, key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}\0{shard}\0{key}".encode()).digest()[:8], "big")
 
 
-def _prioritised(vectors: Vectors, seed: int):
-    for (_, shard, key), row in zip(vectors.ranks, vectors.embeddings, strict=True):
-        yield (_priority(seed, shard, key), shard, key, row)
+def _prioritised(vectors: Vectors, seed: int) -> list[tuple]:
+    """The shard's ``SAMPLE_SIZE`` first samples in the seeded order, ``(priority, shard, key, vector)``: only
+    they can be among the pool's first."""
+    ordered = sorted((_priority(seed, vectors.shard, key), i) for i, key in enumerate(vectors.keys))
+    return [(p, vectors.shard, vectors.keys[i], vectors.embeddings[i]) for p, i in ordered[:SAMPLE_SIZE]]
+
+
+class _SeedSample(beam.CombineFn):
+    """The pool's ``SAMPLE_SIZE`` first samples in the seeded order, from each shard's (``_prioritised``)."""
+
+    def create_accumulator(self):
+        return []
+
+    def add_input(self, sample, shard_sample):
+        return sorted(sample + shard_sample, key=lambda s: s[:3])[:SAMPLE_SIZE]
+
+    def merge_accumulators(self, samples):
+        return sorted((s for sample in samples for s in sample), key=lambda s: s[:3])[:SAMPLE_SIZE]
+
+    def extract_output(self, sample):
+        return sample
 
 
 def cluster_count(pool: int) -> int:
@@ -182,7 +209,7 @@ def cluster_sums(vectors: Vectors, centroids: np.ndarray) -> tuple[np.ndarray, n
     """Per centroid, the exact sum of the shard's vectors nearest to it and their count."""
     k, d = centroids.shape
     sums, counts = np.zeros((k, d), np.int64), np.zeros(k, np.int64)
-    if len(vectors.ranks):
+    if len(vectors):
         assigned = nearest(vectors.unit, centroids)
         np.add.at(sums, assigned, vectors.exact)
         counts = np.bincount(assigned, minlength=k).astype(np.int64)
@@ -226,18 +253,27 @@ def split_bits(size: int) -> int:
     return 0 if size <= MAX_CLUSTER else math.ceil(math.log2(size / MAX_CLUSTER))
 
 
-def keyed_members(vectors: Vectors, centroids: np.ndarray, counts: np.ndarray, seed: int):
-    """``((cluster, split), (rank, shard, key, float16 vector))`` for every selectable sample of the shard."""
-    if not len(vectors.ranks):
+def keyed_batches(vectors: Vectors, centroids: np.ndarray, counts: np.ndarray, seed: int):
+    """``((cluster, split), (members, float16 vectors))`` for each (split) cluster the shard's selectable samples
+    fall in: one element per cluster and shard, so the shuffle carries arrays, not a Python object per sample."""
+    if not len(vectors):
         return
     unit = vectors.unit
     assigned = nearest(unit, centroids)
-    planes = splitting_planes(seed, centroids.shape[1], max(split_bits(int(c)) for c in counts))
-    for i, (member, cluster) in enumerate(zip(vectors.ranks, assigned, strict=True)):
-        bits = split_bits(int(counts[cluster]))
-        side = (unit[i].astype(np.float64) - centroids[cluster]) @ planes[:bits].T if bits else []
-        split = sum(1 << b for b, value in enumerate(side) if value > 0)
-        yield (int(cluster), split), (*member, vectors.embeddings[i])
+    bits = np.array([split_bits(int(c)) for c in counts])[assigned]
+    planes = splitting_planes(seed, centroids.shape[1], int(bits.max()))
+    sides = (unit.astype(np.float64) - centroids[assigned]) @ planes.T > 0  # (samples, planes)
+    used = np.arange(planes.shape[0]) < bits[:, None]  # a row uses as many planes as its cluster needs
+    splits = (sides & used) @ (1 << np.arange(planes.shape[0], dtype=np.int64)) if planes.shape[0] else bits * 0
+    for cluster, split in sorted(set(zip(assigned.tolist(), np.asarray(splits).tolist(), strict=True))):
+        rows = np.flatnonzero((assigned == cluster) & (splits == split))
+        yield (cluster, split), (vectors.members(rows), vectors.embeddings[rows])
+
+
+def linked_batches(batches, eps: float) -> list[tuple[str, tuple[str, str]]]:
+    """``linked_duplicates`` of one (split) cluster given as the shards' batches from ``keyed_batches``."""
+    members = [(*m, v) for found, vectors in batches for m, v in zip(found, vectors, strict=True)]
+    return linked_duplicates(members, eps)
 
 
 def linked_duplicates(members: list[tuple], eps: float) -> list[tuple[str, tuple[str, str]]]:
@@ -287,31 +323,36 @@ class SemanticDuplicates(beam.PTransform):
         self.config, self.eps, self.seed = config, eps, seed
 
     def expand(self, names):
-        seed = self.seed
-        vectors = names | "ReadEmbeddings" >> beam.Map(read_vectors, self.config)
-        pool = vectors | "CountPool" >> beam.Map(lambda v: len(v.ranks)) | "SumPool" >> beam.CombineGlobally(sum)
+        seed, config = self.seed, self.config
+
+        def per_shard(function):
+            """``function`` of a shard's vectors, read where the stage runs (see ``Vectors``)."""
+            return lambda name, *side: function(read_vectors(name, config), *side)
+
+        pool = names | "CountPool" >> beam.Map(per_shard(len)) | "SumPool" >> beam.CombineGlobally(sum)
         sample = (
-            vectors
-            | "Prioritise" >> beam.FlatMap(_prioritised, seed)
-            | "SeedSample" >> beam.combiners.Top.Smallest(SAMPLE_SIZE, key=lambda s: s[:3])
+            names
+            | "Prioritise" >> beam.Map(per_shard(_prioritised), seed)
+            | "SeedSample" >> beam.CombineGlobally(_SeedSample())
         )
         centroids = sample | "KMeans++" >> beam.Map(kmeans_plus_plus, AsSingleton(pool), seed)
         for i in range(LLOYD_ITERATIONS):
             totals = (
-                vectors
-                | f"Assign{i}" >> beam.Map(cluster_sums, AsSingleton(centroids))
+                names
+                | f"Assign{i}" >> beam.Map(per_shard(cluster_sums), AsSingleton(centroids))
                 | f"Sum{i}" >> beam.CombineGlobally(_SumClusters())
             )
             centroids = totals | f"Move{i}" >> beam.Map(moved_centroids, AsSingleton(centroids))
         counts = (
-            vectors
-            | "AssignFinal" >> beam.Map(cluster_sums, AsSingleton(centroids))
+            names
+            | "AssignFinal" >> beam.Map(per_shard(cluster_sums), AsSingleton(centroids))
             | "SumFinal" >> beam.CombineGlobally(_SumClusters())
             | "Sizes" >> beam.Map(lambda totals: totals[1] if totals is not None else np.zeros(0, np.int64))
         )
+        keyed = per_shard(keyed_batches)
         return (
-            vectors
-            | "KeyByCluster" >> beam.FlatMap(keyed_members, AsSingleton(centroids), AsSingleton(counts), seed)
+            names
+            | "KeyByCluster" >> beam.FlatMap(keyed, AsSingleton(centroids), AsSingleton(counts), seed)
             | "GroupByCluster" >> beam.GroupByKey()
-            | "LinkInCluster" >> beam.FlatMap(lambda item, eps: linked_duplicates(list(item[1]), eps), self.eps)
+            | "LinkInCluster" >> beam.FlatMap(lambda item, eps: linked_batches(item[1], eps), self.eps)
         )
