@@ -23,13 +23,14 @@ import math
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.pvalue import AsSingleton
 
 from .. import storage
 from ..shard.embeddings import embedding_paths
 from ..shard.writer import output_paths
-from .cut import best_score
 
 MODES = ("exact", "semantic")
 CLUSTER_TARGET = 1000  # samples per cluster, on average: k = pool / CLUSTER_TARGET
@@ -58,22 +59,25 @@ def _rank(score: float, shard: str, key: str) -> tuple:
     return (-score, shard, key)
 
 
-def selectable_rows(config, name: str, columns: list[str]) -> list[dict]:
-    """The shard's rows a selection chooses among (kept in the scored folder, with a score), each with its index
-    among the kept rows (``kept_index``: its row in the embedding files) and its ``best`` score."""
-    scores = ["web_score", "synthetic_scores", "web_similarity", "synthetic_similarities"]
-    wanted = sorted({"key", "status", *scores, *columns})
+# The parquet columns of the web caption's and the synthetic captions' scores, by ``--score``.
+SCORE_COLUMNS = {"itm": ("web_score", "synthetic_scores"), "similarity": ("web_similarity", "synthetic_similarities")}
+
+
+def selectable_rows(config, name: str, columns: list[str]) -> tuple[dict[str, list], np.ndarray, np.ndarray]:
+    """The shard's rows a selection chooses among (kept in the scored folder, with a score): ``columns`` of them
+    (``key`` always), their best scores (``cut.best_score``'s, computed on the columns) and their index among the
+    kept rows (their row in the embedding files)."""
+    web, synthetic = SCORE_COLUMNS[config.score]
     with storage.open_raw(output_paths(config.scored_dir, name)["parquet"]) as handle:
-        rows = pq.read_table(handle, columns=wanted).to_pylist()
-    selectable, kept_index = [], 0
-    for row in rows:
-        if row["status"] != "kept":
-            continue
-        row["kept_index"], kept_index = kept_index, kept_index + 1
-        row["best"] = best_score(row, config.score)
-        if row["best"] is not None:
-            selectable.append(row)
-    return selectable
+        table = pq.read_table(handle, columns=sorted({"key", "status", web, synthetic, *columns}))
+    best = np.array(table[web].to_numpy(zero_copy_only=False), dtype=np.float64)  # a copy; nulls are NaN
+    lists = table[synthetic].combine_chunks()
+    flat = np.asarray(pc.list_flatten(lists).to_numpy(zero_copy_only=False), dtype=np.float64)
+    np.fmax.at(best, pc.list_parent_indices(lists).to_numpy(), flat)  # fmax: NaN never wins
+    kept = np.asarray(pc.equal(table["status"], "kept").to_numpy(zero_copy_only=False), dtype=bool)
+    selectable = kept & ~np.isnan(best)
+    picked = {c: table[c].filter(pa.array(selectable)).to_pylist() for c in ["key", *columns]}
+    return picked, best[selectable], (np.cumsum(kept) - 1)[selectable]
 
 
 def duplicates_of_group(members: list[tuple]) -> list[tuple[str, tuple[str, str]]]:
@@ -88,8 +92,12 @@ def duplicates_of_group(members: list[tuple]) -> list[tuple[str, tuple[str, str]
 
 
 def _hashed(name: str, config) -> list[tuple[str, tuple]]:
-    rows = selectable_rows(config, name, ["sha256"])
-    return [(r["sha256"], (_rank(r["best"], name, r["key"]), name, r["key"])) for r in rows if r["sha256"]]
+    rows, best, _ = selectable_rows(config, name, ["sha256"])
+    return [
+        (sha, (_rank(float(score), name, key), name, key))
+        for key, sha, score in zip(rows["key"], rows["sha256"], best, strict=True)
+        if sha
+    ]
 
 
 class ExactDuplicates(beam.PTransform):
@@ -138,13 +146,12 @@ class Vectors:
 
 
 def read_vectors(name: str, config) -> Vectors:
-    rows = selectable_rows(config, name, [])
-    if not rows:
-        return Vectors(name, [], np.zeros(0), np.zeros((0, 0), np.float16))
+    rows, best, kept_index = selectable_rows(config, name, [])
+    if not len(best):
+        return Vectors(name, [], best, np.zeros((0, 0), np.float16))
     data = storage.read_bytes(embedding_paths(config.scored_dir, name)["img_emb"])
     embeddings = np.load(io.BytesIO(data)).astype(np.float16)
-    best = np.array([r["best"] for r in rows], dtype=np.float64)
-    return Vectors(name, [r["key"] for r in rows], best, embeddings[[r["kept_index"] for r in rows]])
+    return Vectors(name, rows["key"], best, embeddings[kept_index])
 
 
 def _priority(seed: int, shard: str, key: str) -> int:
