@@ -1,16 +1,10 @@
 """The one base of the model wrappers: a checkpoint loaded safely, its processor, and one caller at a time.
 
 A role (captioner, ITM matcher, dual encoder) is a subclass holding the batch methods the pipeline calls; it
-names the transformers classes it loads in ``model_class`` and ``processor_class``, by name, so that importing
-``models`` costs nothing until a checkpoint loads.
-
-Where the next pieces go, both in ``PretrainedModel.load``, before any work:
-- model families: choose the class from the checkpoint's ``config.json`` (``model_type``, ``architectures``)
-  through transformers' ``Auto*`` mappings rather than ``model_class`` alone; a family subclass adds only what
-  differs (prompt building, padding side, which head gives the score).
-- role checks: refuse a checkpoint the role cannot use, e.g. one whose loading leaves weights uninitialised
-  (``from_pretrained(..., output_loading_info=True)``'s ``missing_keys``), with a sentence that says what the
-  checkpoint is and what the role needs.
+names the ``role`` it serves and the ``kind`` of checkpoint it runs. Which transformers classes load a
+checkpoint is the family table's (``models.families``), chosen by the checkpoint's ``config.json``, and so is
+the check that the checkpoint can serve the role at all. ``load`` then refuses weights that did not all load:
+transformers would initialise them at random with only a logged warning.
 """
 
 from __future__ import annotations
@@ -18,23 +12,27 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from .families import ROLE_KEYS, ModelRoleError, checked_family
 from .loading import pick_device, resolve_dtype, resolve_model
+
+# Missing weights named in a refusal: enough to see which part of the model they are, not a page of them.
+SHOWN_MISSING_KEYS = 4
 
 
 class PretrainedModel:
     """A transformers model and its processor on one device, used by one caller at a time.
 
-    Subclasses set ``model_class`` (and ``processor_class`` when it is not ``BlipProcessor``) to the names of
-    transformers classes, and take ``(model, processor, device, **options)`` in their constructor.
+    Subclasses set ``role`` (``families.CAPTIONER``, ``FILTER`` or ``SIMILARITY``) and ``kind`` (the
+    ``families.Family.kind`` they run), and take ``(model, processor, device, **options)`` in their constructor.
 
     Args:
-        model: a loaded ``model_class`` in eval mode.
-        processor: its ``processor_class``.
+        model: a loaded model of the checkpoint's family (``families.Family.model_class``) in eval mode.
+        processor: its processor.
         device: where ``model`` lives.
     """
 
-    model_class = ""
-    processor_class = "BlipProcessor"
+    role = ""
+    kind = ""
 
     def __init__(self, model, processor, device="cpu"):
         self.model, self.processor, self.device = model, processor, device
@@ -50,11 +48,12 @@ class PretrainedModel:
 
     @classmethod
     def load(cls, name: str, device="auto", dtype="float32", trust_remote_code=False):
-        """``(model, processor, device)``: ``model_class`` in eval mode on ``device`` and ``processor_class``,
-        read from checkpoint ``name``.
+        """``(model, processor, device)``: the model of checkpoint ``name``'s family in eval mode on ``device``,
+        and its processor.
 
-        Weights come only from safetensors files (a pickle can run code); nothing is downloaded when ``name``
-        is a local directory.
+        The checkpoint must serve this wrapper's role (``families.checked_family``) and every weight of its model
+        must come from the checkpoint: ``ModelRoleError`` otherwise. Weights come only from safetensors files (a
+        pickle can run code); nothing is downloaded when ``name`` is a local directory.
 
         Args:
             name: a hub id, a directory, a Beam filesystem URL or ``embedded:NAME`` (``loading.resolve_model``).
@@ -71,16 +70,49 @@ class PretrainedModel:
         local = Path(path).is_dir()
         device = pick_device(device)
         source = dict(trust_remote_code=trust_remote_code, local_files_only=local)
-        model_class = getattr(transformers, cls.model_class)
-        model = model_class.from_pretrained(
-            path, dtype=getattr(torch, resolve_dtype(dtype, device)), use_safetensors=True, **source
+        family = checked_family(cls.role, name, checkpoint_config(path, trust_remote_code))
+        if family.kind != cls.kind:  # a caller's slip, not a user's: families.load picks the wrapper
+            raise ModelRoleError(f"{cls.__name__} does not run {family.name} checkpoints; load {name!r} by its role")
+        model_class = getattr(transformers, family.model_class)
+        model, info = model_class.from_pretrained(
+            path,
+            dtype=getattr(torch, resolve_dtype(dtype, device)),
+            use_safetensors=True,
+            output_loading_info=True,
+            **source,
         )
-        processor = getattr(transformers, cls.processor_class).from_pretrained(path, **source)
+        # transformers leaves tied weights (BLIP's decoder output tied to its word embeddings) and buffers it
+        # rebuilds out of missing_keys, so anything listed here was initialised at random.
+        missing = sorted(info["missing_keys"])
+        if missing:
+            shown = ", ".join(missing[:SHOWN_MISSING_KEYS]) + (", ..." if len(missing) > SHOWN_MISSING_KEYS else "")
+            raise ModelRoleError(
+                f"{ROLE_KEYS[cls.role]}: {name!r} loads into {family.model_class} with {len(missing)} weight(s) "
+                f"missing ({shown}); capfilt never runs a model with random weights"
+            )
+        processor = getattr(transformers, family.processor_class).from_pretrained(path, **source)
         return model.to(device).eval(), processor, device
 
     @property
     def image_processor(self):
         return self.processor.image_processor
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Each text's length in this model's tokens before any truncation, special tokens included: what a
+        scorer's ``max_text_tokens`` caps, so a caller can tell which texts were scored on a prefix."""
+        if not texts:
+            return []
+        return [len(ids) for ids in self.processor.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+
+
+def checkpoint_config(path: str, trust_remote_code=False) -> dict:
+    """The ``config.json`` contents of a resolved checkpoint (a local directory, or a hub id, fetched into the
+    cache as ``from_pretrained`` would fetch it)."""
+    from transformers import PretrainedConfig
+
+    local = Path(path).is_dir()
+    config, _ = PretrainedConfig.get_config_dict(path, local_files_only=local, trust_remote_code=trust_remote_code)
+    return config
 
 
 def text_limit(limits: list[int], requested: int | None) -> int:

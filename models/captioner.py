@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import PretrainedModel
+from .families import BLIP_CAPTIONER, CAPTIONER
 from .pixels import pixel_rows
 
 
@@ -20,7 +21,7 @@ class Captioner(PretrainedModel):
         max_length: most generated tokens, prompt excluded.
     """
 
-    model_class = "BlipForConditionalGeneration"
+    role, kind = CAPTIONER, BLIP_CAPTIONER
 
     def __init__(
         self,

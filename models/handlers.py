@@ -12,17 +12,16 @@ from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from .base import PretrainedModel
+from . import families
 from .captioner import Captioner
-from .itm import ItmScorer
 from .similarity import ITC, load_similarity
 
 
 class _Handler(ModelHandler):
     """What the adapters share: the checkpoint and how to load it, the batch size, the metrics namespace.
 
-    Subclasses set ``wrapper`` (the ``PretrainedModel`` they load) and ``namespace``, and implement
-    ``run_inference``.
+    Subclasses set ``role`` (``models.families``: the family table picks the wrapper that loads the checkpoint
+    in it) and ``namespace``, and implement ``run_inference``.
 
     Args:
         model: hub id, directory or ``embedded:NAME``.
@@ -31,7 +30,7 @@ class _Handler(ModelHandler):
         **options: the wrapper's constructor options.
     """
 
-    wrapper: type[PretrainedModel]
+    role: str
     namespace: str
 
     def __init__(
@@ -48,7 +47,7 @@ class _Handler(ModelHandler):
         self._load = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code, **options)
 
     def load_model(self):
-        return self.wrapper.from_pretrained(self._model, **self._load)
+        return families.load(self.role, self._model, **self._load)
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
         return {"min_batch_size": 1, "max_batch_size": self._batch_size}
@@ -78,7 +77,7 @@ class CaptionerModelHandler(_Handler):
             sampling options (prompt, num_captions, top_p, min_length, max_length).
     """
 
-    wrapper, namespace = Captioner, "capfilt_captioner"
+    role, namespace = families.CAPTIONER, "capfilt_captioner"
 
     def __init__(self, model: str, seed: int = 0, batch_size: int = 16, **load):
         super().__init__(model, batch_size, **load)
@@ -90,35 +89,36 @@ class CaptionerModelHandler(_Handler):
 
 
 class ItmModelHandler(_PairScoringHandler):
-    """``(image, [caption, ...])`` in; ``PredictionResult(example, [match probability, ...])`` out.
+    """``(image, [caption, ...])`` in; ``PredictionResult(example, [match probability, ...])`` out: the filter's
+    scores, from a BLIP ITM checkpoint or a dual encoder (SigLIP's sigmoid; a CLIP's cosine).
 
     Args:
         model: hub id, directory or ``embedded:NAME``.
         batch_size: most examples per batch.
         device, dtype, trust_remote_code: as in ``models.base.PretrainedModel.load``.
-        **options: the ItmScorer's ``max_text_tokens`` (its pairs per pass keep their default).
+        **options: the scorer's ``max_text_tokens`` (its pairs per pass keep their default).
     """
 
-    wrapper, namespace = ItmScorer, "capfilt_itm"
+    role, namespace = families.FILTER, "capfilt_itm"
 
 
 class SimilarityModelHandler(_PairScoringHandler):
     """``(image, [caption, ...])`` in; ``PredictionResult(example, [cosine similarity, ...])`` out.
 
     Args:
-        model: a CLIP checkpoint (hub id, directory or ``embedded:NAME``), or ``itc`` for the ITC head of the
-            BLIP ITM checkpoint named by ``itm_model``.
-        itm_model: the ``BlipForImageTextRetrieval`` checkpoint whose ITC head ``itc`` means.
+        model: a dual encoder checkpoint (SigLIP, CLIP, ...: hub id, directory or ``embedded:NAME``), or ``itc``
+            for the contrastive head of the filter checkpoint named by ``itm_model``.
+        itm_model: the filter checkpoint (BLIP ITM, or a dual encoder) whose contrastive head ``itc`` means.
         batch_size: most examples per batch.
         **load: device, dtype and trust_remote_code (``models.base.PretrainedModel.load``), and the scorer's
             ``max_text_tokens`` (its images or texts per pass keep their default).
     """
 
-    namespace = "capfilt_similarity"
+    role, namespace = families.SIMILARITY, "capfilt_similarity"
 
     def __init__(self, model: str, itm_model: str | None = None, batch_size: int = 32, **load):
         if model == ITC and not itm_model:
-            raise ValueError("model='itc' needs itm_model, the BLIP ITM checkpoint whose ITC head it is")
+            raise ValueError("model='itc' needs itm_model, the filter checkpoint whose contrastive head it is")
         super().__init__(model, batch_size, **load)
         self._itm_model = itm_model
 

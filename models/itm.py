@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import PretrainedModel, text_limit
+from .families import BLIP_ITM, FILTER
 from .pixels import pixel_rows
 
 
@@ -20,7 +21,8 @@ class ItmScorer(PretrainedModel):
         max_text_tokens: captions are truncated to this many tokens (default: the model's limit).
     """
 
-    model_class = "BlipForImageTextRetrieval"
+    role, kind = FILTER, BLIP_ITM
+    calibrated = True  # its score is the ITM head's match probability
 
     def __init__(self, model, processor, device="cpu", batch_size=32, max_text_tokens=None):
         super().__init__(model, processor, device)

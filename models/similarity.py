@@ -1,5 +1,7 @@
-"""Contrastive similarity: the cosine of L2-normalised image and text embeddings, as CLIP and BLIP's ITC head
-compute it. Two backends, one interface: ``image_embeddings``, ``text_embeddings`` and ``score``.
+"""Contrastive similarity: the cosine of L2-normalised image and text embeddings, as CLIP, SigLIP and BLIP's ITC
+head compute it. Two backends, one interface (``image_embeddings``, ``text_embeddings`` and ``score``): BLIP's
+ITC head, and any dual encoder with ``get_image_features``/``get_text_features``, which can also be the filter
+(``DualEncoderFilter``: its match probability where the family has one).
 """
 
 from __future__ import annotations
@@ -8,18 +10,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import PretrainedModel, text_limit
-from .pixels import pixel_rows
+from .families import BLIP_ITM, DUAL_ENCODER, FILTER, SIMILARITY, family_of_model
+from .pixels import ImageInputs, pixel_rows
 
-# A similarity.model value that means "the filter checkpoint's own ITC head" rather than a checkpoint name.
+# A similarity.model value that means "the filter's own contrastive head" (BLIP's ITC head, or a dual-encoder
+# filter's own embeddings) rather than a checkpoint name.
 ITC = "itc"
 
 
 class _Similarity(PretrainedModel):
     """What both backends share: scoring candidates from the two embedding functions.
 
-    Subclasses set ``model_class`` and ``dimension`` and implement ``_embed_images(pixel_values)`` and
-    ``_embed_texts(input_ids, attention_mask)`` (unnormalised, in the model's dtype).
+    Subclasses set ``role``, ``kind`` and ``dimension`` and implement ``_embed_images(pixel_values)`` and
+    ``_embed_texts(tokens)`` (unnormalised, in the model's dtype).
     """
+
+    role = SIMILARITY
+    padding = "longest"  # how a batch of texts is padded; SigLIP's own length (families.Family.text_padding)
 
     def __init__(self, model, processor, device: str, batch_size: int, max_text_tokens: int):
         super().__init__(model, processor, device)
@@ -58,12 +65,12 @@ class _Similarity(PretrainedModel):
             for start in range(0, len(texts), self.batch_size):
                 tokens = self.processor.tokenizer(
                     texts[start : start + self.batch_size],
-                    padding="longest",
+                    padding=self.padding,
                     truncation=True,
                     max_length=self.max_text_tokens,
                     return_tensors="pt",
                 ).to(self.device)
-                embeds = self._embed_texts(tokens["input_ids"], tokens["attention_mask"])
+                embeds = self._embed_texts(tokens)
                 parts.append(normalize(embeds.float(), dim=-1))
         return torch.cat(parts) if parts else torch.zeros(0, self.dimension)
 
@@ -135,7 +142,7 @@ class ItcSimilarity(_Similarity):
         max_text_tokens: captions are truncated to this many tokens (default: the model's limit).
     """
 
-    model_class = "BlipForImageTextRetrieval"
+    kind = BLIP_ITM
 
     def __init__(self, model, processor, device="cpu", batch_size=32, max_text_tokens=None):
         limits = [processor.tokenizer.model_max_length, model.config.text_config.max_position_embeddings]
@@ -156,43 +163,126 @@ class ItcSimilarity(_Similarity):
     def _project_vision(self, states):
         return self.model.vision_proj(states[:, 0, :])
 
-    def _embed_texts(self, input_ids, attention_mask):
-        states = self.model.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def _embed_texts(self, tokens):
+        states = self.model.text_encoder(
+            input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+        ).last_hidden_state
         return self.model.text_proj(states[:, 0, :])
 
 
-class ClipSimilarity(_Similarity):
-    """Any ``CLIPModel`` checkpoint with its processor: ``get_image_features`` and ``get_text_features``.
+class DualEncoder(_Similarity):
+    """Any dual encoder of ``models.families`` (CLIP, MetaCLIP 2, SigLIP, SigLIP 2) with its processor: the cosine
+    of ``get_image_features`` and ``get_text_features``.
+
+    Texts are padded as the family was trained (SigLIP: to its full length, ``padding="max_length"``, since its
+    text tower pools the last position) and passed with the attention mask only when the tokenizer makes one
+    (SigLIP's does not).
 
     Args:
-        model: a loaded ``CLIPModel`` in eval mode.
-        processor: its ``CLIPProcessor``.
+        model: a loaded dual encoder in eval mode (``CLIPModel``, ``SiglipModel``, ...).
+        processor: its processor.
         device: where ``model`` lives.
         batch_size: images or texts per forward pass.
-        max_text_tokens: captions are truncated to this many tokens (default: the model's limit, 77 for
-            OpenAI's checkpoints).
+        max_text_tokens: captions are truncated to this many tokens (default: the model's limit: 77 for OpenAI's
+            CLIP, 64 for SigLIP).
     """
 
-    model_class, processor_class = "CLIPModel", "CLIPProcessor"
+    kind = DUAL_ENCODER
 
     def __init__(self, model, processor, device="cpu", batch_size=32, max_text_tokens=None):
         limits = [model.config.text_config.max_position_embeddings]
         super().__init__(model, processor, device, batch_size, text_limit(limits, max_text_tokens))
-        self.dimension = model.config.projection_dim
+        self.family = family_of_model(model)
+        self.padding = self.family.text_padding
+        # CLIP names its embedding width; SigLIP's text head projects to its own projection_size
+        self.dimension = getattr(model.config, "projection_dim", None) or model.config.text_config.projection_size
+
+    @classmethod
+    def sharing(cls, scorer, **options) -> DualEncoder:
+        """The embeddings of a ``DualEncoderFilter``'s model, without loading it a second time."""
+        return cls(scorer.model, scorer.processor, scorer.device, **options)
+
+    def reuses_vision_of(self, scorer) -> bool:
+        return getattr(scorer, "model", None) is self.model
 
     def _embed_images(self, pixel_values):
         # transformers 5 returns an output object here (4.x returned the tensor): the embedding is the pooler's.
+        if isinstance(pixel_values, ImageInputs):  # SigLIP 2's patches come with their mask and grid
+            return self.model.get_image_features(**dict(pixel_values.items())).pooler_output
         return self.model.get_image_features(pixel_values=pixel_values).pooler_output
 
-    def _embed_texts(self, input_ids, attention_mask):
-        return self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+    def _project_vision(self, states):
+        return states  # a dual encoder's vision states are its unnormalised image embeddings
+
+    def _embed_texts(self, tokens):
+        inputs = {name: tokens[name] for name in ("input_ids", "attention_mask") if name in tokens}
+        return self.model.get_text_features(**inputs).pooler_output
+
+
+class DualEncoderFilter(DualEncoder):
+    """A dual encoder as the filter, with the ITM scorer's interface (``vision_states``, ``score``,
+    ``score_clips``): a candidate's score is the family's calibrated match probability, SigLIP's
+    ``sigmoid(exp(logit_scale) * cosine + logit_bias)``, or, for a family with none (CLIP: ``calibrated`` is
+    False, and the run must select by ``filter.score: similarity``), the cosine itself.
+
+    Args: as ``DualEncoder``'s.
+    """
+
+    role = FILTER
+
+    @property
+    def calibrated(self) -> bool:
+        return self.family.probability
+
+    def vision_states(self, images: list, pixel_values=None):
+        """The unnormalised image embeddings of ``images`` (a clip's frames are images here), for ``score_clips``
+        and for a similarity model sharing this model to start from. ``pixel_values``, when given, are
+        ``image_processor``'s pixels of ``images``, made ahead."""
+        import torch
+
+        parts = []
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                pixels = pixel_rows(self.image_processor, images, pixel_values, start, start + self.batch_size)
+                parts.append(self._embed_images(pixels.to(self.device, self.model.dtype)))
+        return torch.cat(parts) if parts else None
+
+    def score(self, images: list, candidates: list[list[str]], vision_states=None) -> list[list[float]]:
+        """For each image, the score of each of its candidate captions, in order; ``vision_states`` (from
+        ``vision_states(images)``) spares the vision pass."""
+        return self.score_clips([[image] for image in images], candidates, vision_states)
+
+    def score_clips(self, clips: list[list], candidates: list[list[str]], vision_states=None) -> list[list[float]]:
+        """For each clip (a list of frames; an image is a clip of one), the mean over its frames of each
+        candidate's score, in order, as the ITM scorer pools: a caption must fit the whole clip."""
+        import torch
+
+        frames = [frame for clip in clips for frame in clip]
+        if vision_states is None:
+            vision_states = self.vision_states(frames)
+        embeddings = self.embed(frames, candidates, vision_states=vision_states)
+        cosines = embeddings.texts @ embeddings.images.T  # (texts, frames)
+        if self.calibrated:
+            scale, bias = self.model.logit_scale.float().exp(), self.model.logit_bias.float()
+            cosines = torch.sigmoid(cosines * scale.to(cosines.device) + bias.to(cosines.device))
+        out, first = [], 0
+        for clip, texts in zip(clips, candidates, strict=True):
+            rows = cosines[[embeddings.row[t] for t in texts], first : first + len(clip)]
+            out.append([sum(row.tolist()) / len(clip) if len(clip) else 0.0 for row in rows])
+            first += len(clip)
+        return out
 
 
 def load_similarity(name: str, scorer=None, device="auto", dtype="float32", trust_remote_code=False, **options):
-    """The similarity backend ``similarity.model`` names: ``itc`` (the ITC head of ``scorer``'s model, or of
-    ``scorer`` itself when it is a checkpoint name) or a CLIP checkpoint (hub id, directory or ``embedded:``)."""
-    if name == ITC:
-        if isinstance(scorer, str):
-            return ItcSimilarity.from_pretrained(scorer, device, dtype, trust_remote_code, **options)
-        return ItcSimilarity.sharing(scorer, **options)
-    return ClipSimilarity.from_pretrained(name, device, dtype, trust_remote_code, **options)
+    """The similarity model ``similarity.model`` names: ``itc``, the filter's own contrastive head (of ``scorer``,
+    a loaded filter, or of the checkpoint ``scorer`` names: BLIP's ITC head, or a dual encoder's own embeddings),
+    or a checkpoint of a family that serves similarity (``models.families``)."""
+    from . import families
+
+    if name != ITC:
+        return families.load(SIMILARITY, name, device, dtype, trust_remote_code, **options)
+    if isinstance(scorer, str):
+        return families.load(SIMILARITY, scorer, device, dtype, trust_remote_code, **options)
+    if isinstance(scorer, DualEncoderFilter):
+        return DualEncoder.sharing(scorer, **options)
+    return ItcSimilarity.sharing(scorer, **options)

@@ -46,8 +46,10 @@ class CaptionerConfig:
 
 @dataclass(frozen=True)
 class FilterConfig:
-    """The ITM filter and the selection policy; ``score`` names the score the policy and threshold use: the ITM
-    match probability (``itm``, in [0, 1]) or the contrastive cosine (``similarity``, in [-1, 1])."""
+    """The filter and the selection policy. ``model`` is BLIP ITM or a dual encoder (SigLIP, SigLIP 2, CLIP,
+    MetaCLIP 2: ``models.families``). ``score`` names the score the policy and threshold use: the filter's match
+    probability (``itm``, in [0, 1]: BLIP's ITM head, SigLIP's sigmoid; a CLIP filter has none) or the
+    contrastive cosine (``similarity``, in [-1, 1])."""
 
     model: str = "Salesforce/blip-itm-base-coco"
     threshold: float = 0.5
@@ -73,8 +75,9 @@ class FilterConfig:
 
 @dataclass(frozen=True)
 class SimilarityConfig:
-    """Contrastive similarity of every candidate: ``itc`` (the filter checkpoint's own ITC head, sharing the
-    vision pass of ITM), a ``CLIPModel`` checkpoint (hub id, directory or ``embedded:clip``), or ``none``.
+    """Contrastive similarity of every candidate: ``itc`` (the filter's own contrastive head, sharing its vision
+    pass: BLIP's ITC head, or a dual-encoder filter's own cosine), a dual encoder checkpoint (SigLIP, SigLIP 2,
+    CLIP, MetaCLIP 2; hub id, directory or ``embedded:clip``) or a BLIP ITM one (its ITC head), or ``none``.
     ``embeddings`` writes clip-retrieval's ``img_emb/``, ``text_emb/``, ``metadata/`` for the kept samples."""
 
     model: str = "none"
@@ -85,7 +88,7 @@ class SimilarityConfig:
     def check(self) -> list[tuple[str, str]]:
         problems = _range("batch_size", self.batch_size, 1, 65536)
         if self.embeddings and not self.enabled:
-            problems.append(("embeddings", "needs similarity.model (itc or a CLIP checkpoint), not none"))
+            problems.append(("embeddings", "needs similarity.model (itc or a dual encoder checkpoint), not none"))
         return problems
 
     @property
@@ -247,7 +250,7 @@ class RunConfig:
     def check(self) -> list[tuple[str, str]]:
         problems = _range("seed", self.seed, 0, 2**63 - 1)
         if self.filter.score == "similarity" and not self.similarity.enabled:
-            problems.append(("filter.score", "similarity needs similarity.model (itc or a CLIP checkpoint)"))
+            problems.append(("filter.score", "similarity needs similarity.model (itc or a dual encoder checkpoint)"))
         return problems
 
     def beam_args(self) -> list[str]:

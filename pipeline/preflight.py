@@ -15,10 +15,36 @@ HUB_TIMEOUT_S = 10.0
 
 
 def check_models(config: RunConfig) -> None:
-    for key, name in (("captioner.model", config.captioner.model), ("filter.model", config.filter.model)):
-        check_model(key, name)
+    """Every model the run names resolves to a checkpoint, and each can serve its role."""
+    from ..models.families import CAPTIONER, FILTER, ROLE_KEYS, SIMILARITY
+
+    roles = [(CAPTIONER, config.captioner.model), (FILTER, config.filter.model)]
     if config.similarity.model not in ("none", "itc"):
-        check_model("similarity.model", config.similarity.model)
+        roles.append((SIMILARITY, config.similarity.model))
+    for role, name in roles:
+        check_model(ROLE_KEYS[role], name)
+    for role, name in roles:
+        check_role(role, name, config.filter.score)
+
+
+def check_role(role: str, name: str, score: str) -> None:
+    """Checkpoint ``name`` can serve ``role`` (its ``config.json`` against ``models.families``), and a filter can
+    give the ``filter.score`` named ``score``. A hub id not in the local cache is checked as it loads instead:
+    this check never reaches the network."""
+    from ..models import families
+
+    key = families.ROLE_KEYS[role]
+    try:
+        model_config = families.local_config(name)
+    except (OSError, ValueError) as exc:  # unreadable, or not JSON
+        raise ConfigError(f"{key}: {name!r} has no readable config.json ({' '.join(str(exc).split())[:200]})") from None
+    if model_config is None:
+        return
+    problem = families.role_problem(role, name, model_config)
+    if problem is None and role == families.FILTER:
+        problem = families.score_problem(name, model_config, score)
+    if problem:
+        raise ConfigError(problem)
 
 
 def check_model(key: str, name: str) -> None:

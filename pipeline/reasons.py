@@ -31,4 +31,5 @@ NOTES = {
     "link_member_ignored": "a symlink or hardlink member, never followed or copied",
     "member_too_large": "a member over decode.max_member_bytes, skipped unread",
     "duplicate_member_ignored": "a second member with the same key and extension",
+    "text_truncated": "a candidate longer than the filter or similarity model reads, scored on its first tokens",
 }

@@ -129,6 +129,6 @@ def train_clip(tokenizer_dir: Path, seed: int, recipe: ClipRecipe):
 
 
 def save_clip(directory: Path, model, processor) -> None:
-    """Save the CLIP and its processor as ``ClipSimilarity.from_pretrained`` loads them."""
+    """Save the CLIP and its processor as ``DualEncoder.from_pretrained`` loads them."""
     model.save_pretrained(directory, safe_serialization=True)
     processor.save_pretrained(directory)

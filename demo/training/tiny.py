@@ -133,3 +133,145 @@ def save_random_clip(directory: Path, words: list[str], image_size: int = 32, se
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return Path(directory)
+
+
+# ---- other families: tiny random checkpoints of each architecture capfilt runs (or refuses), saved by path ----
+
+
+def _retokenized(words: list[str], **options):
+    """``build_tokenizer``'s tokenizer rebuilt with ``options`` (e.g. ``model_input_names``), which
+    ``save_pretrained`` records, so the checkpoint's tokenizer makes what the family's real one makes."""
+    from transformers import BertTokenizerFast
+
+    base = build_tokenizer(words)
+    return BertTokenizerFast(
+        tokenizer_object=base.backend_tokenizer,
+        **base.special_tokens_map,
+        model_max_length=base.model_max_length,
+        **options,
+    )
+
+
+def _calibrated(model, scale: float = 10.0, bias: float = -2.0):
+    """A SigLIP model with a real temperature and bias: transformers initialises both to 0, which would make
+    every score ``sigmoid(cosine)`` and let a scorer that forgot either pass its tests."""
+    import math
+
+    import torch
+
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(scale))
+        model.logit_bias.fill_(bias)
+    return model
+
+
+def save_random_siglip(directory: Path, words: list[str], image_size: int = 32, seed: int = 0) -> Path:
+    """Save a randomly initialised tiny ``SiglipModel`` with a ``SiglipProcessor`` under ``directory``.
+
+    Its tokenizer makes ``input_ids`` only, as SigLIP's own (``SiglipTokenizer``) does: SigLIP's text tower reads
+    texts padded to its full length (64 tokens here, as in SigLIP) with no attention mask and pools the last
+    position. The tokenizer is the tests' WordPiece one, since SigLIP's own needs sentencepiece.
+    """
+    import torch
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
+
+    tokenizer = _retokenized(words, model_input_names=["input_ids"])
+    text = _text_tower(tokenizer, 32, 2, bos_token_id=tokenizer.cls_token_id)
+    config = SiglipConfig(text_config=text, vision_config=_vision_tower(32, 2, image_size, 8))
+    torch.manual_seed(seed)
+    model = _calibrated(SiglipModel(config).eval())
+    image_processor = SiglipImageProcessor(size={"height": image_size, "width": image_size})
+    return _save(directory, model, SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer))
+
+
+def save_random_siglip2(directory: Path, words: list[str], seed: int = 0) -> Path:
+    """Save a randomly initialised tiny ``Siglip2Model`` (SigLIP 2's native-resolution, NaFlex, variant) with a
+    ``Siglip2Processor`` under ``directory``.
+
+    ``Siglip2Processor`` always loads its tokenizer as ``Siglip2Tokenizer`` (Gemma's BPE, lower-cased, padded on
+    the left), so the tokenizer here is one of those over the letters of ``words``: a WordPiece one would load
+    as BPE with every word unknown. Its patches are SigLIP 2's own (16 px, at most 256 per image):
+    ``Siglip2Processor`` makes those whatever its image processor says.
+    """
+    import torch
+    from transformers import Siglip2Config, Siglip2ImageProcessor, Siglip2Model, Siglip2Processor, Siglip2Tokenizer
+
+    vocab = {token: i for i, token in enumerate(("<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "\u2581"))}
+    for letter in sorted(set("".join(words).lower())):
+        vocab.setdefault(letter, len(vocab))
+    tokenizer = Siglip2Tokenizer(vocab=vocab, merges=[], model_max_length=64)
+    text = dict(
+        vocab_size=len(vocab),
+        **_tower(32, 2),
+        max_position_embeddings=tokenizer.model_max_length,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    vision = dict(**_tower(32, 2), patch_size=16, num_patches=256)
+    torch.manual_seed(seed)
+    model = _calibrated(Siglip2Model(Siglip2Config(text_config=text, vision_config=vision)).eval())
+    image_processor = Siglip2ImageProcessor(patch_size=16, max_num_patches=256)
+    return _save(directory, model, Siglip2Processor(image_processor=image_processor, tokenizer=tokenizer))
+
+
+def save_random_metaclip2(directory: Path, words: list[str], image_size: int = 32, seed: int = 0) -> Path:
+    """Save a randomly initialised tiny ``MetaClip2Model`` with a ``CLIPProcessor`` under ``directory``; like
+    CLIP's text tower it pools at ``eos_token_id``, so the config names the tokenizer's real end token."""
+    import torch
+    from transformers import CLIPImageProcessor, CLIPProcessor, MetaClip2Config, MetaClip2Model
+
+    tokenizer = build_tokenizer(words)
+    text = _text_tower(tokenizer, 32, 2, bos_token_id=tokenizer.cls_token_id)
+    vision = _vision_tower(32, 2, image_size, 8)
+    torch.manual_seed(seed)
+    model = MetaClip2Model(MetaClip2Config(text_config=text, vision_config=vision, projection_dim=32)).eval()
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    return _save(directory, model, CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer))
+
+
+def save_bare_blip2(directory: Path, seed: int = 0) -> Path:
+    """Save a randomly initialised tiny ``Blip2ForConditionalGeneration`` (an OPT decoder) under ``directory``:
+    config and weights only, no processor; enough for what a role check reads."""
+    import torch
+    from transformers import Blip2Config, Blip2ForConditionalGeneration
+
+    config = Blip2Config(
+        vision_config=_vision_tower(32, 1, 32, 8),
+        qformer_config=dict(**_tower(32, 1), encoder_hidden_size=32, vocab_size=64),
+        text_config=dict(
+            model_type="opt",
+            hidden_size=32,
+            ffn_dim=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            vocab_size=64,
+            word_embed_proj_dim=32,
+            max_position_embeddings=64,
+        ),
+        num_query_tokens=4,
+    )
+    torch.manual_seed(seed)
+    return _save(directory, Blip2ForConditionalGeneration(config).eval())
+
+
+def save_bare_llava(directory: Path, seed: int = 0) -> Path:
+    """Save a randomly initialised tiny ``LlavaForConditionalGeneration`` (a CLIP vision tower, a projector and a
+    Llama decoder) under ``directory``: config and weights only, no processor; enough for a role check."""
+    import torch
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    vision = dict(model_type="clip_vision_model", **_vision_tower(32, 1, 32, 8))
+    text = dict(model_type="llama", **_tower(32, 1), num_key_value_heads=2, vocab_size=64)
+    torch.manual_seed(seed)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=63)
+    return _save(directory, LlavaForConditionalGeneration(config).eval())
+
+
+def _save(directory: Path, model, processor=None) -> Path:
+    model.save_pretrained(directory)
+    if processor is not None:
+        processor.save_pretrained(directory)
+    return Path(directory)

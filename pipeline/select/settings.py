@@ -185,8 +185,8 @@ def _check_dedup(
         raise UsageError(f"select: --dedup must be one of {', '.join(DEDUP_MODES)}, not {dedup!r}")
     if not embeddings:
         raise UsageError(
-            f"{scored_dir}: --dedup semantic compares image embeddings, and this folder has none; score with "
-            "--set similarity.model=embedded:clip (or itc, or a CLIP checkpoint) --set similarity.embeddings=true"
+            f"{scored_dir}: --dedup semantic compares image embeddings, and this folder has none; score with --set "
+            "similarity.model=embedded:clip (or itc, or a dual encoder checkpoint) --set similarity.embeddings=true"
         )
     eps = default_eps(similarity.get("model", "none")) if eps is None else eps
     if not 0 < eps < 1:

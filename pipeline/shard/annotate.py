@@ -65,14 +65,16 @@ def caption_batch(batch: list[Sample], captioner, seed: int, mode: str = "spread
 
 
 def score_batch(batch: list[Sample], scorer, similarity=None, keep_embeddings: bool = False, pixels=None) -> None:
-    """ITM scores of every live sample's candidates, and their contrastive similarity when ``similarity`` is
-    given (its ITC head, when it is the filter's own, starts from the ITM pass's vision states). A video's
-    frames go through the vision tower once each; its scores pool over them. ``pixels`` as ``caption_batch``'s."""
+    """The filter's scores of every live sample's candidates (BLIP's ITM probability, or a dual encoder's), and
+    their contrastive similarity when ``similarity`` is given (the filter's own head, when it is, starts from the
+    filter's vision states). A video's frames go through the vision tower once each; its scores pool over them.
+    A candidate longer than a model reads is noted (``text_truncated``). ``pixels`` as ``caption_batch``'s."""
     live = [s for s in batch if s.live]
     if not live:
         return
     # Sampling often repeats a caption; each distinct text is scored once per image.
     candidates = [list(dict.fromkeys(([s.web_text] if s.web_text else []) + s.synthetic)) for s in live]
+    note_truncated(live, candidates, {"filter": scorer, "similarity model": similarity})
     clips = [s.pictures for s in live]
     frames = [frame for clip in clips for frame in clip]
     pictures = [(sample, frame) for sample in live for frame in range(len(sample.pictures))]
@@ -99,3 +101,26 @@ def score_batch(batch: list[Sample], scorer, similarity=None, keep_embeddings: b
         if keep_embeddings:
             sample.image_embedding = embeddings.images[i].numpy()
             sample.text_embeddings = {text: embeddings.text(text).numpy() for text in texts}
+
+
+def note_truncated(live: list[Sample], candidates: list[list[str]], readers: dict) -> None:
+    """Note each candidate longer than a model that scores it reads (``max_text_tokens``): it was scored on a
+    prefix, while the output keeps it whole. ``readers`` maps what a user calls each model to it (or None);
+    one tokenizer pass per distinct model over the batch's distinct texts."""
+    texts = list(dict.fromkeys(text for group in candidates for text in group))
+    over: dict[str, list[str]] = {}  # text -> what read only a prefix of it, in words
+    seen = set()
+    for role, model in readers.items():
+        if model is None or (id(model.processor.tokenizer), model.max_text_tokens) in seen:
+            continue  # the filter's own ITC head reads what the filter read
+        seen.add((id(model.processor.tokenizer), model.max_text_tokens))
+        for text, count in zip(texts, model.token_counts(texts), strict=True):
+            if count > model.max_text_tokens:
+                over.setdefault(text, []).append(f"the {role} read {model.max_text_tokens} of its {count} tokens")
+    if not over:
+        return
+    for sample, group in zip(live, candidates, strict=True):
+        for text in group:
+            if text in over:
+                which = "web caption" if text == sample.web_text else f"synthetic {sample.synthetic.index(text) + 1}"
+                sample.note("text_truncated", f"{which}, {', '.join(over[text])}")

@@ -7,8 +7,8 @@ from ..config import RunConfig
 
 
 class LoadedModels:
-    """The captioner, ITM scorer and similarity scorer (None when off) of one worker process (a class, so
-    ``Shared`` can hold a weak reference)."""
+    """The captioner, filter (BLIP ITM or a dual encoder) and similarity scorer (None when off) of one worker
+    process (a class, so ``Shared`` can hold a weak reference)."""
 
     def __init__(self, captioner, scorer, similarity=None):
         self.captioner, self.scorer, self.similarity = captioner, scorer, similarity
@@ -25,8 +25,7 @@ class LoadedModels:
 def load_models(config: RunConfig, threads: int) -> LoadedModels:
     import torch
 
-    from ...models.captioner import Captioner
-    from ...models.itm import ItmScorer
+    from ...models import families
     from ...models.similarity import load_similarity
 
     if threads:
@@ -35,7 +34,8 @@ def load_models(config: RunConfig, threads: int) -> LoadedModels:
         device=config.runtime.device, dtype=config.runtime.dtype, trust_remote_code=config.runtime.trust_remote_code
     )
     c, f = config.captioner, config.filter
-    captioner = Captioner.from_pretrained(
+    captioner = families.load(
+        families.CAPTIONER,
         c.model,
         **runtime,
         prompt=c.prompt,
@@ -44,7 +44,13 @@ def load_models(config: RunConfig, threads: int) -> LoadedModels:
         min_length=c.min_length,
         max_length=c.max_length,
     )
-    scorer = ItmScorer.from_pretrained(f.model, **runtime, batch_size=f.batch_size, max_text_tokens=f.max_text_tokens)
+    # The family table picks the filter's wrapper: BLIP's ITM head, or a dual encoder (SigLIP, CLIP, ...).
+    scorer = families.load(
+        families.FILTER, f.model, **runtime, batch_size=f.batch_size, max_text_tokens=f.max_text_tokens
+    )
+    problem = families.score_problem(f.model, scorer.model.config.to_dict(), f.score)
+    if problem:  # preflight said so before any work, unless it could not read the checkpoint (a hub id not cached)
+        raise families.ModelRoleError(problem)
     s = config.similarity
     similarity = None
     if s.enabled:

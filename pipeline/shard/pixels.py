@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
 
-from ...models.pixels import image_pixels, processor_key
+from ...models.pixels import image_pixels, joined, processor_key, stacked
 from .sample import Sample
 
 # Pictures per image-processor call. The processor copies every picture into an array first (64 photos: ~40 MiB);
@@ -60,8 +60,6 @@ class SharedPixels:
         """``maker``'s pixels of ``pictures`` in its dtype, a part of at most ``PART`` pictures per processor call
         (spread over the pool when there is one). Each picture's pixels depend on it alone, so the parts join into
         what one call would make, while the processor's temporary arrays stay a part's size."""
-        import torch
-
         size = max(1, min(PART, -(-len(pictures) // self._threads)))
         parts = [pictures[start : start + size] for start in range(0, len(pictures), size)]
 
@@ -69,15 +67,13 @@ class SharedPixels:
             return image_pixels(maker.image_processor, part).to(maker.model.dtype)
 
         made = self._pool.map(make, parts) if self._pool is not None and len(parts) > 1 else map(make, parts)
-        return torch.cat(list(made))
+        return joined(list(made))
 
     def of(self, model, pictures: list[tuple[Sample, int]]):
         """``model``'s pixels of the given (sample, frame) pictures, stacked in order; None when a sample has
         none (it was not attached), so the model makes them itself."""
-        import torch
-
         key = self._key_of.get(id(model))
         rows = [sample.pixels.get(key) for sample, _ in pictures]
         if key is None or not rows or any(row is None for row in rows):
             return None
-        return torch.stack([row[frame] for row, (_, frame) in zip(rows, pictures, strict=True)])
+        return stacked([row[frame] for row, (_, frame) in zip(rows, pictures, strict=True)])

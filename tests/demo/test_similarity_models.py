@@ -14,7 +14,7 @@ from capfilt.demo.training.clip import ClipEncoders, build_clip, clip_pairs, cli
 from capfilt.demo.training.itc import PROJECTIONS, ItcProjections, ItcRecipe, frozen_features, itm_digest, train_itc
 from capfilt.demo.training.tiny import save_random_pair
 from capfilt.models.loading import EMBEDDED_DIR
-from capfilt.models.similarity import ClipSimilarity, ItcSimilarity
+from capfilt.models.similarity import DualEncoder, ItcSimilarity
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TOKENIZER_DIR = EMBEDDED_DIR / "itm"
@@ -72,7 +72,7 @@ def test_saved_clip_loads_by_path_and_scores_as_it_trained(tmp_path):
     images, ids = clip_pairs(processor, 8, random.Random("test-clip"))
     model, processor, encoders = _trained_clip(images, ids, steps=4)
     save_clip(tmp_path / "clip", model, processor)
-    scorer = ClipSimilarity.from_pretrained(str(tmp_path / "clip"), device="cpu")
+    scorer = DualEncoder.from_pretrained(str(tmp_path / "clip"), device="cpu")
     scenes, pictures = world_images(2)
     captions = [[world.canonical_caption(s), "a small red circle on the left on a green background"] for s in scenes]
     got = scorer.score(pictures, captions)
@@ -136,7 +136,7 @@ def test_shipped_filter_is_the_trained_one_but_for_its_itc_head():
 
 
 def test_shipped_clip_prefers_the_right_caption_to_a_one_word_change():
-    scorer = ClipSimilarity.from_pretrained("embedded:clip", device="cpu")
+    scorer = DualEncoder.from_pretrained("embedded:clip", device="cpu")
     rng = random.Random("test-shipped-clip")  # no training stream draws from this seed
     scenes = [world.sample_scene(rng) for _ in range(48)]
     candidates = [[world.canonical_caption(s), world.one_word_off(s, rng)] for s in scenes]

@@ -31,7 +31,7 @@ from capfilt.demo.training.loops import hardest_changes
 from capfilt.demo.training.tiny import save_random_pair
 from capfilt.models.itm import ItmScorer, grounded_text_states, match_logits
 from capfilt.models.loading import EMBEDDED_DIR
-from capfilt.models.similarity import ClipSimilarity
+from capfilt.models.similarity import DualEncoder
 
 SHIPPED = EMBEDDED_DIR
 
@@ -147,7 +147,7 @@ def test_a_few_steps_save_models_that_load_by_path(tmp_path):
     for name in ("captioner", "itm", "clip"):
         assert (out / name / "model.safetensors").is_file()
     # The CLIP loads by path as the pipeline loads any CLIP checkpoint, with the filter's tokenizer.
-    clip = ClipSimilarity.from_pretrained(str(out / "clip"), device="cpu")
+    clip = DualEncoder.from_pretrained(str(out / "clip"), device="cpu")
     assert clip.processor.tokenizer.get_vocab() == BlipProcessor.from_pretrained(out / "itm").tokenizer.get_vocab()
     ((cosine, other),) = clip.score([world.render(world.sample_scene(random.Random(6)))], [["a red circle", "a"]])
     assert -1.0 <= cosine <= 1.0 and cosine != other

@@ -8,18 +8,24 @@ from transformers import BlipForImageTextRetrieval, BlipProcessor, CLIPModel, CL
 
 from capfilt.models.captioner import Captioner
 from capfilt.models.itm import ItmScorer
-from capfilt.models.similarity import ClipSimilarity, ItcSimilarity
+from capfilt.models.similarity import DualEncoder, ItcSimilarity
+
+CLASSES = {  # what the family table loads each checkpoint with
+    Captioner: ("BlipForConditionalGeneration", "BlipProcessor"),
+    ItmScorer: ("BlipForImageTextRetrieval", "BlipProcessor"),
+    ItcSimilarity: ("BlipForImageTextRetrieval", "BlipProcessor"),
+    DualEncoder: ("CLIPModel", "CLIPProcessor"),
+}
 
 
-def test_each_wrapper_loads_the_classes_it_names_in_eval_mode_on_its_device_and_dtype(tiny_models, tiny_clip):
+def test_each_wrapper_loads_its_familys_classes_in_eval_mode_on_its_device_and_dtype(tiny_models, tiny_clip):
     checkpoints = [tiny_models[0], tiny_models[1], tiny_models[1], tiny_clip]
-    for wrapper, name in zip((Captioner, ItmScorer, ItcSimilarity, ClipSimilarity), checkpoints, strict=True):
+    for (wrapper, classes), name in zip(CLASSES.items(), checkpoints, strict=True):
         loaded = wrapper.from_pretrained(name, device="cpu", dtype="bfloat16")
-        assert type(loaded.model).__name__ == wrapper.model_class
-        assert type(loaded.processor).__name__ == wrapper.processor_class
+        assert (type(loaded.model).__name__, type(loaded.processor).__name__) == classes
         assert loaded.image_processor is loaded.processor.image_processor
         assert not loaded.model.training and loaded.model.dtype == torch.bfloat16 and loaded.device == "cpu"
-    model, processor, device = ClipSimilarity.load(tiny_clip, device="cpu")
+    model, processor, device = DualEncoder.load(tiny_clip, device="cpu")
     assert isinstance(model, CLIPModel) and isinstance(processor, CLIPProcessor) and model.dtype == torch.float32
 
 

@@ -6,7 +6,7 @@ from PIL import Image
 from capfilt.models.captioner import Captioner
 from capfilt.models.itm import ItmScorer
 from capfilt.models.pixels import image_pixels, processor_key
-from capfilt.models.similarity import ClipSimilarity
+from capfilt.models.similarity import DualEncoder
 
 IMAGES = [Image.new("RGB", (40, 30), (220, 20, 20)), Image.new("RGB", (12, 12), (20, 20, 220))]
 
@@ -22,7 +22,7 @@ def test_models_see_the_pixels_made_ahead_not_the_images(tiny_models, tiny_clip)
     ahead = image_pixels(scorer.image_processor, others)
     assert torch.equal(scorer.vision_states(IMAGES, ahead), scorer.vision_states(others))
     assert not torch.equal(scorer.vision_states(IMAGES, ahead), scorer.vision_states(IMAGES))
-    clip = ClipSimilarity.from_pretrained(tiny_clip, batch_size=1)
+    clip = DualEncoder.from_pretrained(tiny_clip, batch_size=1)
     ahead = image_pixels(clip.image_processor, others)
     assert torch.equal(clip.image_embeddings(IMAGES, pixel_values=ahead), clip.image_embeddings(others))
     assert not torch.equal(clip.image_embeddings(IMAGES, pixel_values=ahead), clip.image_embeddings(IMAGES))
@@ -31,7 +31,7 @@ def test_models_see_the_pixels_made_ahead_not_the_images(tiny_models, tiny_clip)
 def test_processor_key_tells_apart_processors_that_make_other_pixels(tiny_models, tiny_clip):
     captioner = Captioner.from_pretrained(tiny_models[0])
     scorer = ItmScorer.from_pretrained(tiny_models[1])
-    clip = ClipSimilarity.from_pretrained(tiny_clip)
+    clip = DualEncoder.from_pretrained(tiny_clip)
     # The tiny BLIP pair is saved with one processor configuration, as BLIP-base's captioner and filter are.
     assert processor_key(captioner.image_processor) == processor_key(scorer.image_processor)
     assert processor_key(clip.image_processor) != processor_key(scorer.image_processor)

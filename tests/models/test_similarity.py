@@ -4,14 +4,14 @@ from PIL import Image
 from transformers import BlipForImageTextRetrieval, BlipProcessor, CLIPModel, CLIPProcessor
 
 from capfilt.models.itm import ItmScorer
-from capfilt.models.similarity import ClipSimilarity, ItcSimilarity, load_similarity
+from capfilt.models.similarity import DualEncoder, ItcSimilarity, load_similarity
 
 IMAGES = [Image.new("RGB", (40, 30), (220, 20, 20)), Image.new("RGB", (12, 12), (20, 20, 220))]
 CANDIDATES = [["a red circle", "blue", "on the left and right"], ["a small blue square"]]
 
 
 def test_clip_cosines_equal_hugging_face_forward(tiny_clip):
-    scorer = ClipSimilarity.from_pretrained(tiny_clip, device="cpu", batch_size=2)
+    scorer = DualEncoder.from_pretrained(tiny_clip, device="cpu", batch_size=2)
     got = scorer.score(IMAGES, CANDIDATES)
     model = CLIPModel.from_pretrained(tiny_clip).eval()
     processor = CLIPProcessor.from_pretrained(tiny_clip)
@@ -27,7 +27,7 @@ def test_clip_cosines_equal_hugging_face_forward(tiny_clip):
 def test_clip_pools_at_the_end_token_not_the_largest_id(tiny_clip):
     """CLIP reads a caption's embedding at its end token; a tiny model whose eos id were wrong would pool at the
     token with the largest id and give every caption sharing that word the same embedding."""
-    scorer = ClipSimilarity.from_pretrained(tiny_clip, device="cpu")
+    scorer = DualEncoder.from_pretrained(tiny_clip, device="cpu")
     assert scorer.model.config.text_config.eos_token_id == scorer.processor.tokenizer.sep_token_id
     a, b = scorer.text_embeddings(["the red circle", "the blue circle"])
     assert not torch.allclose(a, b)
@@ -54,7 +54,7 @@ def test_itc_cosines_equal_hugging_face_forward_and_share_the_itm_vision_pass(ti
 
 
 def test_embeddings_are_unit_rows_whose_dot_products_are_the_scores(tiny_clip):
-    scorer = ClipSimilarity.from_pretrained(tiny_clip, device="cpu")
+    scorer = DualEncoder.from_pretrained(tiny_clip, device="cpu")
     embeddings = scorer.embed(IMAGES, CANDIDATES)
     assert embeddings.images.shape == (2, scorer.dimension)
     assert embeddings.texts.shape == (4, scorer.dimension)
