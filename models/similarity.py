@@ -32,9 +32,15 @@ class _Similarity(PretrainedModel):
         super().__init__(model, processor, device)
         self.batch_size, self.max_text_tokens = batch_size, max_text_tokens
 
+    @classmethod
+    def sharing(cls, scorer, **options):
+        """The similarity of the filter's own model (BLIP ITM's ITC head, a dual encoder's embeddings), without
+        loading it a second time."""
+        return cls(scorer.model, scorer.processor, scorer.device, **options)
+
     def reuses_vision_of(self, scorer) -> bool:
-        """Whether ``image_embeddings`` can start from ``scorer.vision_states`` (the same vision tower)."""
-        return False
+        """Whether ``image_embeddings`` can start from ``scorer.vision_states``: the filter's own model."""
+        return getattr(scorer, "model", None) is self.model
 
     def image_embeddings(self, images: list, vision_states=None, pixel_values=None):
         """``(len(images), d)`` float32 L2-normalised image embeddings; ``vision_states`` are the vision tower's
@@ -149,14 +155,6 @@ class ItcSimilarity(_Similarity):
         super().__init__(model, processor, device, batch_size, text_limit(limits, max_text_tokens))
         self.dimension = model.config.image_text_hidden_size
 
-    @classmethod
-    def sharing(cls, scorer, **options) -> ItcSimilarity:
-        """The ITC head of an ``ItmScorer``'s model, without loading it a second time."""
-        return cls(scorer.model, scorer.processor, scorer.device, **options)
-
-    def reuses_vision_of(self, scorer) -> bool:
-        return getattr(scorer, "model", None) is self.model
-
     def _embed_images(self, pixel_values):
         return self._project_vision(self.model.vision_model(pixel_values=pixel_values).last_hidden_state)
 
@@ -196,14 +194,6 @@ class DualEncoder(_Similarity):
         self.padding = self.family.text_padding
         # CLIP names its embedding width; SigLIP's text head projects to its own projection_size
         self.dimension = getattr(model.config, "projection_dim", None) or model.config.text_config.projection_size
-
-    @classmethod
-    def sharing(cls, scorer, **options) -> DualEncoder:
-        """The embeddings of a ``DualEncoderFilter``'s model, without loading it a second time."""
-        return cls(scorer.model, scorer.processor, scorer.device, **options)
-
-    def reuses_vision_of(self, scorer) -> bool:
-        return getattr(scorer, "model", None) is self.model
 
     def _embed_images(self, pixel_values):
         # transformers 5 returns an output object here (4.x returned the tensor): the embedding is the pooler's.
