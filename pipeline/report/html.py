@@ -42,6 +42,7 @@ def render(report: dict) -> str:
         if "similarity" in report["histograms"]
         else "",
         _evaluation(report.get("evaluation"), report.get("ablation")),
+        _deduplication(report.get("deduplication")),
         _shards(report.get("shards") or {}, t["shards"]),
         _duplicate_groups([e for e in report.get("examples") or [] if e.get("kept_copy")]),
         _examples("Dropped samples", [e for e in report.get("examples") or [] if e["status"] != "kept"]),
@@ -183,6 +184,19 @@ def _evaluation(evaluation: dict | None, ablation: list[dict] | None) -> str:
         )
         table = f"<p class='muted'>BLIP Table 1's rows on this input:</p><table>{head}{body}</table>"
     return f"<section><h2>Against the demo world's ground truth</h2><div class='cards'>{cards}</div>{table}</section>"
+
+
+def _deduplication(result: dict | None) -> str:
+    """How many injected copies ``select --dedup`` removed, when ``capfilt eval`` measured it on the demo world."""
+    if not result:
+        return ""
+    figures = [
+        (f"{result['recall']:.3f}", f"dedup recall ({result['found']} of {result['copies']} copies)"),
+        (str(result["wrong_merges"]), "wrong merges (a copy of another scene's sample)"),
+        (str(result["groups_removed"]), "scenes removed whole"),
+    ]
+    cards = "".join(_card(value, label) for value, label in figures)
+    return f"<section><h2>Deduplication against the injected copies</h2><div class='cards'>{cards}</div></section>"
 
 
 def _shards(shards: dict, total: int) -> str:

@@ -194,6 +194,8 @@ def test_eval_reports_exact_dedup_finding_every_byte_copy_and_nothing_else(tmp_p
     assert (dedup["copies"], dedup["found"], dedup["removed"]) == (copies, same_bytes, same_bytes)
     assert dedup["recall"] == pytest.approx(same_bytes / copies)
     assert dedup["wrong_merges"] == 0 and dedup["groups_removed"] == 0
+    page = (selected / "report.html").read_text()
+    assert f"dedup recall ({same_bytes} of {copies} copies)" in page
     # The scored folder removed nothing: its figures say so, and the usual evaluation is still there.
     assert main(["eval", str(scored)]) == 0
     assert "kept caption accuracy" in capsys.readouterr().out
