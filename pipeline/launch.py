@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from . import collector, console, preflight, storage
 from .config import DemoDataConfig, RunConfig
@@ -94,8 +95,8 @@ def _run(config: RunConfig, launch: Launch, demo: DemoWorld | None) -> int:
     share_main_arena()  # before the thread that runs the job (and on a local run, the models) starts
     progress_dir = tempfile.mkdtemp(prefix="capfilt-progress-") if local else None
     try:
-        job = lambda: beam_job.run(  # noqa: E731
-            config, shards, output_dir, launch.overwrite, beam_args, progress_dir, verbose=console.VERBOSE
+        job = partial(
+            beam_job.run, config, shards, output_dir, launch.overwrite, beam_args, progress_dir, console.VERBOSE
         )
         stopped, failed = _run_job(job, progress_dir, to_do)
     finally:
@@ -124,7 +125,7 @@ def select(config: SelectConfig, output_dir: str, launch: Launch) -> int:
     dedup = f" --dedup {config.dedup}" if config.dedup else ""
     what = f"select {cut}{dedup} by {config.score}: "
     _prepare_output(shards, output_dir, config, launch.overwrite, what, config.scored_dir)
-    stopped, failed = _run_job(lambda: job.run(config, output_dir, launch.overwrite, beam_args, console.VERBOSE))
+    stopped, failed = _run_job(partial(job.run, config, output_dir, launch.overwrite, beam_args, console.VERBOSE))
     if stopped is not None:
         return _interrupted(stopped, shards, output_dir, runs_here(job.select_options(beam_args)))
     if failed:
