@@ -23,14 +23,11 @@ import math
 
 import apache_beam as beam
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from apache_beam.pvalue import AsSingleton
 
 from .. import storage
 from ..shard.embeddings import embedding_paths
-from ..shard.writer import output_paths
+from .cut import selectable_rows
 
 MODES = ("exact", "semantic")
 CLUSTER_TARGET = 1000  # samples per cluster, on average: k = pool / CLUSTER_TARGET
@@ -57,27 +54,6 @@ def default_eps(similarity_model: str) -> float:
 def _rank(score: float, shard: str, key: str) -> tuple:
     """Smaller is better: the higher score, then the smaller shard name, then the smaller key."""
     return (-score, shard, key)
-
-
-# The parquet columns of the web caption's and the synthetic captions' scores, by ``--score``.
-SCORE_COLUMNS = {"itm": ("web_score", "synthetic_scores"), "similarity": ("web_similarity", "synthetic_similarities")}
-
-
-def selectable_rows(config, name: str, columns: list[str]) -> tuple[dict[str, list], np.ndarray, np.ndarray]:
-    """The shard's rows a selection chooses among (kept in the scored folder, with a score): ``columns`` of them
-    (``key`` always), their best scores (``cut.best_score``'s, computed on the columns) and their index among the
-    kept rows (their row in the embedding files)."""
-    web, synthetic = SCORE_COLUMNS[config.score]
-    with storage.open_raw(output_paths(config.scored_dir, name)["parquet"]) as handle:
-        table = pq.read_table(handle, columns=sorted({"key", "status", web, synthetic, *columns}))
-    best = np.array(table[web].to_numpy(zero_copy_only=False), dtype=np.float64)  # a copy; nulls are NaN
-    lists = table[synthetic].combine_chunks()
-    flat = np.asarray(pc.list_flatten(lists).to_numpy(zero_copy_only=False), dtype=np.float64)
-    np.fmax.at(best, pc.list_parent_indices(lists).to_numpy(), flat)  # fmax: NaN never wins
-    kept = np.asarray(pc.equal(table["status"], "kept").to_numpy(zero_copy_only=False), dtype=bool)
-    selectable = kept & ~np.isnan(best)
-    picked = {c: table[c].filter(pa.array(selectable)).to_pylist() for c in ["key", *columns]}
-    return picked, best[selectable], (np.cumsum(kept) - 1)[selectable]
 
 
 def duplicates_of_group(members: list[tuple]) -> list[tuple[str, tuple[str, str]]]:

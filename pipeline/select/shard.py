@@ -20,7 +20,7 @@ from ..shard.sink import ShardSink
 from ..shard.writer import output_paths
 from ..shard_job import ShardFn
 from ..stats import Stats
-from .cut import Cut, best_score, order_keys
+from .cut import Cut, best_score, order_keys, selectable_rows
 from .settings import SelectConfig, source_stats
 
 
@@ -33,11 +33,9 @@ def selection_keys(shard: tuple[str, dict], config: SelectConfig) -> tuple[str, 
     """A shard's selectable samples (kept in the scored folder, with a score, not a duplicate) as ``order_keys``,
     in row order; ``shard`` is its name and its duplicates (key -> the kept copy)."""
     name, duplicates = shard
-    columns = ["key", "status", "web_score", "synthetic_scores", "web_similarity", "synthetic_similarities"]
-    with storage.open_raw(output_paths(config.scored_dir, name)["parquet"]) as handle:
-        rows = pq.read_table(handle, columns=columns).to_pylist()
-    scores = [best_score(r, config.score) for r in rows if r["status"] == "kept" and r["key"] not in duplicates]
-    return name, order_keys(np.array([s for s in scores if s is not None], dtype=np.float64))
+    rows, best, _ = selectable_rows(config, name, [])
+    survivors = [key not in duplicates for key in rows["key"]]
+    return name, order_keys(best[np.array(survivors, dtype=bool)])
 
 
 def sample_from_row(row: dict, members: dict[str, bytes] | None, frame_times: list[float] = ()) -> Sample:
