@@ -44,6 +44,9 @@ setup(
         "apache-beam>=2.77,<3",
         "torch>=2.4",
         "transformers>=5.0,<6",
+        # transformers' device_map: the launcher builds each model on the meta device to refuse, before any work, a
+        # checkpoint that would load with weights missing; large VLMs spread over GPUs with it.
+        "accelerate>=1.0",
         "tokenizers>=0.21",
         "safetensors>=0.4",
         "pyarrow>=17",

@@ -81,15 +81,9 @@ class PretrainedModel:
             output_loading_info=True,
             **source,
         )
-        # transformers leaves tied weights (BLIP's decoder output tied to its word embeddings) and buffers it
-        # rebuilds out of missing_keys, so anything listed here was initialised at random.
-        missing = sorted(info["missing_keys"])
-        if missing:
-            shown = ", ".join(missing[:SHOWN_MISSING_KEYS]) + (", ..." if len(missing) > SHOWN_MISSING_KEYS else "")
-            raise ModelRoleError(
-                f"{ROLE_KEYS[cls.role]}: {name!r} loads into {family.model_class} with {len(missing)} weight(s) "
-                f"missing ({shown}); capfilt never runs a model with random weights"
-            )
+        problem = missing_weights_problem(cls.role, name, family, info["missing_keys"])
+        if problem:
+            raise ModelRoleError(problem)
         processor = getattr(transformers, family.processor_class).from_pretrained(path, **source)
         return model.to(device).eval(), processor, device
 
@@ -103,6 +97,49 @@ class PretrainedModel:
         if not texts:
             return []
         return [len(ids) for ids in self.processor.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+
+
+def missing_weights_problem(role: str, name: str, family, missing) -> str | None:
+    """Why checkpoint ``name`` cannot run as ``role``'s model when loading it left the weights ``missing``
+    uninitialised (transformers would fill them at random with a logged warning), or None when none are.
+    transformers leaves tied weights (BLIP's decoder output tied to its word embeddings) and buffers it rebuilds
+    out of ``missing_keys``, so anything listed was initialised at random."""
+    missing = sorted(missing)
+    if not missing:
+        return None
+    shown = ", ".join(missing[:SHOWN_MISSING_KEYS]) + (", ..." if len(missing) > SHOWN_MISSING_KEYS else "")
+    return (
+        f"{ROLE_KEYS[role]}: {name!r} loads into {family.model_class} with {len(missing)} weight(s) missing "
+        f"({shown}); capfilt never runs a model with random weights"
+    )
+
+
+def check_loadable(role: str, name: str, trust_remote_code=False) -> None:
+    """``ModelRoleError`` when checkpoint ``name`` (a local directory or ``embedded:NAME``, already checked to
+    serve ``role``) would load with weights missing, or has no processor: the model is built on the meta device,
+    so no tensor is read or allocated, and the launcher can say so before any work, in the words ``load`` uses."""
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    path = resolve_model(name)
+    family = checked_family(role, name, checkpoint_config(path, trust_remote_code))
+    hf_logging.disable_progress_bar()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report would list every missing key; the refusal names a few
+    source = dict(local_files_only=True, trust_remote_code=trust_remote_code)
+    try:
+        _, info = getattr(transformers, family.model_class).from_pretrained(
+            path, device_map="meta", use_kernels=False, use_safetensors=True, output_loading_info=True, **source
+        )
+        getattr(transformers, family.processor_class).from_pretrained(path, **source)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        first = " ".join(str(exc).split())[:200]
+        raise ModelRoleError(f"{ROLE_KEYS[role]}: {name!r} does not load as {family.model_class}: {first}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    problem = missing_weights_problem(role, name, family, info["missing_keys"])
+    if problem:
+        raise ModelRoleError(problem)
 
 
 def checkpoint_config(path: str, trust_remote_code=False) -> dict:

@@ -1,24 +1,28 @@
-"""Synthetic captions from a BLIP captioner by nucleus sampling."""
+"""Synthetic captions from a BLIP captioner (``BlipForConditionalGeneration``), which continues a text prompt."""
 
 from __future__ import annotations
 
 from .base import PretrainedModel
+from .decoding import NUCLEUS, captions_per_image, generate_options, tidy
 from .families import BLIP_CAPTIONER, CAPTIONER
 from .pixels import pixel_rows
 
 
 class Captioner(PretrainedModel):
-    """Writes ``num_captions`` sampled captions per image with ``BlipForConditionalGeneration``.
+    """Writes ``num_captions`` captions per image with ``BlipForConditionalGeneration``.
 
     Args:
         model: a loaded ``BlipForConditionalGeneration`` in eval mode.
         processor: its ``BlipProcessor``.
         device: where ``model`` lives.
         prompt: text the decoder continues (BLIP used "a picture of "); it is not part of the caption.
-        num_captions: captions sampled per image.
+        num_captions: captions per image (sampled, or beams returned; greedy decoding writes one).
         top_p: nucleus sampling mass.
         min_length: fewest generated tokens, prompt excluded.
         max_length: most generated tokens, prompt excluded.
+        decoding: ``nucleus`` (BLIP's), ``greedy`` or ``beam`` (``models.decoding``).
+        instruction: unused: BLIP's processor has no chat template, so the captioners' one set of options is
+            taken whole and BLIP continues ``prompt``.
     """
 
     role, kind = CAPTIONER, BLIP_CAPTIONER
@@ -33,10 +37,12 @@ class Captioner(PretrainedModel):
         top_p=0.9,
         min_length=5,
         max_length=20,
+        decoding=NUCLEUS,
+        instruction=None,
     ):
         super().__init__(model, processor, device)
         self.prompt = prompt.strip()
-        self.num_captions, self.top_p = num_captions, top_p
+        self.num_captions, self.top_p, self.decoding = captions_per_image(decoding, num_captions), top_p, decoding
         self.min_length, self.max_length = min_length, max_length
 
     def caption(self, images: list, seed: int, num_captions: int | None = None, pixel_values=None) -> list[list[str]]:
@@ -45,7 +51,7 @@ class Captioner(PretrainedModel):
         (``models.pixels``), made ahead so this call does not make them again."""
         import torch
 
-        n = self.num_captions if num_captions is None else num_captions
+        n = captions_per_image(self.decoding, self.num_captions if num_captions is None else num_captions)
         if not images or n == 0:
             return [[] for _ in images]
         text = [self.prompt] * len(images) if self.prompt else None
@@ -60,15 +66,9 @@ class Captioner(PretrainedModel):
                 pixel_values=pixel_values,
                 input_ids=prompt_ids,
                 attention_mask=prompt.get("attention_mask"),
-                do_sample=True,
-                top_p=self.top_p,
-                top_k=0,
-                num_return_sequences=n,
-                min_new_tokens=self.min_length,
-                max_new_tokens=self.max_length,
+                **generate_options(self.decoding, n, self.top_p, self.min_length, self.max_length),
             )
         # generate() keeps the prompt minus its closing [SEP] (or the lone BOS token without a prompt).
         start = prompt_ids.shape[1] - 1 if prompt_ids is not None else 1
-        texts = self.processor.batch_decode(output[:, start:], skip_special_tokens=True)
-        texts = [" ".join(t.split()) for t in texts]
+        texts = tidy(self.processor.batch_decode(output[:, start:], skip_special_tokens=True))
         return [texts[i * n : (i + 1) * n] for i in range(len(images))]

@@ -17,6 +17,7 @@ CAPTIONER, FILTER, SIMILARITY = "captioner", "filter", "similarity"
 ROLE_KEYS = {CAPTIONER: "captioner.model", FILTER: "filter.model", SIMILARITY: "similarity.model"}
 # The wrapper kinds; ``load`` picks the wrapper of a (role, kind) from WRAPPERS.
 BLIP_CAPTIONER, BLIP_ITM, DUAL_ENCODER = "blip_captioner", "blip_itm", "dual_encoder"
+VLM_CAPTIONER, BLIP2_ITM = "vlm_captioner", "blip2_itm"
 
 
 class ModelRoleError(ValueError):
@@ -40,6 +41,10 @@ class Family:
             encoder without one (CLIP) can rank by its cosine only.
         text_padding: how texts are padded for its text tower: SigLIP was trained on texts padded to its full
             length and pools the last position, so any other padding changes its embeddings.
+        registry: the family is every checkpoint transformers' own image-text-to-text registry lists (the
+            vision-language models ``AutoModelForImageTextToText`` loads), not named model types.
+        single_vector: its contrastive image embedding is one vector (BLIP-2's ITC embeds an image as one
+            vector per query and scores the best of them, which the clip-retrieval embeddings cannot hold).
     """
 
     name: str
@@ -52,6 +57,8 @@ class Family:
     what: str
     probability: bool = False
     text_padding: str = "longest"
+    registry: bool = False
+    single_vector: bool = True
 
     @property
     def label(self) -> str:
@@ -80,6 +87,30 @@ FAMILIES = (
         "BlipProcessor",
         "BLIP image-text matching, which writes no text",
         probability=True,
+    ),
+    Family(
+        "BLIP-2 ITM",
+        BLIP2_ITM,
+        ("blip-2",),
+        ("Blip2ForImageTextRetrieval",),
+        (FILTER, SIMILARITY),
+        "Blip2ForImageTextRetrieval",
+        "AutoProcessor",
+        "BLIP-2 image-text matching, which writes no text",
+        probability=True,
+        single_vector=False,
+    ),
+    # After BLIP captioning, which the registry lists too and which keeps its own wrapper.
+    Family(
+        "any vision-language model (AutoModelForImageTextToText)",
+        VLM_CAPTIONER,
+        (),
+        (),
+        (CAPTIONER,),
+        "AutoModelForImageTextToText",
+        "AutoProcessor",
+        "a vision-language model, which generates text",
+        registry=True,
     ),
     Family(
         "SigLIP",
@@ -130,7 +161,10 @@ FAMILIES = (
 # (role, kind) -> "module:class" of the wrapper that runs it, imported when a model loads.
 WRAPPERS = {
     (CAPTIONER, BLIP_CAPTIONER): "captioner:Captioner",
+    (CAPTIONER, VLM_CAPTIONER): "vlm_captioner:VlmCaptioner",
     (FILTER, BLIP_ITM): "itm:ItmScorer",
+    (FILTER, BLIP2_ITM): "itm:Blip2ItmScorer",
+    (SIMILARITY, BLIP2_ITM): "similarity:Blip2ItcSimilarity",
     (FILTER, DUAL_ENCODER): "similarity:DualEncoderFilter",
     (SIMILARITY, BLIP_ITM): "similarity:ItcSimilarity",
     (SIMILARITY, DUAL_ENCODER): "similarity:DualEncoder",
@@ -142,6 +176,10 @@ def identify(config: dict) -> Family | None:
     model_type = config.get("model_type")
     architectures = config.get("architectures") or []
     for family in FAMILIES:
+        if family.registry:
+            if _image_text_to_text(config):
+                return family
+            continue
         if model_type in family.model_types and (
             not family.architectures or any(a in family.architectures for a in architectures)
         ):
@@ -173,8 +211,13 @@ def needs(role: str) -> str:
     if duals:
         named.append(f"a dual encoder ({', '.join(duals)})")
     if role == SIMILARITY:
-        return f"similarity.model needs itc (the filter's own), {' or '.join(named)}"
-    return f"the {role} needs {' or '.join(named)}"
+        named.insert(0, "itc (the filter's own)")
+        return f"similarity.model needs {_either(named)}"
+    return f"the {role} needs {_either(named)}"
+
+
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def role_problem(role: str, name: str, config: dict) -> str | None:
@@ -186,11 +229,6 @@ def role_problem(role: str, name: str, config: dict) -> str | None:
     head = f"{ROLE_KEYS[role]}: {name!r} is {described(config)}"
     if family is not None:
         return f"{head} ({family.what}); {needs(role)}"
-    if _image_text_to_text(config):
-        if role == CAPTIONER:
-            captioners = " or ".join(f.label for f in FAMILIES if CAPTIONER in f.roles)
-            return f"{head} (a vision-language model); capfilt's captioner runs only {captioners} for now"
-        return f"{head} (a vision-language model, which generates text); {needs(role)}"
     return f"{head}, which no capfilt model family covers; {needs(role)}"
 
 
@@ -217,7 +255,7 @@ def checked_family(role: str, name: str, config: dict) -> Family:
 def _image_text_to_text(config: dict) -> bool:
     """Whether transformers' own registry of image-text-to-text models (the VLM captioners) lists the checkpoint's
     class (its model type when it names none): a BLIP-2 captioner is listed, BLIP-2's matcher of the same model
-    type is not. Read only to word a refusal, so the registry's import is paid on that path alone."""
+    type is not. The registry is a table of names; reading it imports no model code."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES as REGISTRY
 
     architectures = config.get("architectures") or []

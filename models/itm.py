@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import PretrainedModel, text_limit
-from .families import BLIP_ITM, FILTER
+from .families import BLIP2_ITM, BLIP_ITM, FILTER
 from .pixels import pixel_rows
 
 
@@ -27,8 +27,13 @@ class ItmScorer(PretrainedModel):
     def __init__(self, model, processor, device="cpu", batch_size=32, max_text_tokens=None):
         super().__init__(model, processor, device)
         self.batch_size = batch_size
-        limits = [processor.tokenizer.model_max_length, model.config.text_config.max_position_embeddings]
+        limits = [processor.tokenizer.model_max_length, self.text_positions(model.config)]
         self.max_text_tokens = text_limit(limits, max_text_tokens)
+
+    @staticmethod
+    def text_positions(config) -> int:
+        """Tokens the matcher's text encoder has positions for."""
+        return config.text_config.max_position_embeddings
 
     def vision_states(self, images: list, pixel_values=None):
         """The vision tower's last hidden states of ``images`` (a clip's frames are images here), for ``score``
@@ -92,7 +97,9 @@ class ItmScorer(PretrainedModel):
             )
         return torch.cat(parts) if parts else None
 
-    def _score_pairs(self, features, pairs: list[tuple[int, str]]) -> list[float]:
+    def _pair_inputs(self, features, pairs: list[tuple[int, str]]):
+        """The pairs' texts tokenised (padded to the longest, truncated to what the text encoder reads) and
+        each pair's image features, gathered from ``features`` by image index."""
         import torch
 
         tokens = self.processor.tokenizer(
@@ -102,10 +109,47 @@ class ItmScorer(PretrainedModel):
             max_length=self.max_text_tokens,
             return_tensors="pt",
         ).to(self.device)
-        image_embeds = features[torch.tensor([i for i, _ in pairs], device=features.device)]
+        return tokens, features[torch.tensor([i for i, _ in pairs], device=features.device)]
+
+    def _score_pairs(self, features, pairs: list[tuple[int, str]]) -> list[float]:
+        import torch
+
+        tokens, image_embeds = self._pair_inputs(features, pairs)
         states = grounded_text_states(self.model, image_embeds, tokens["input_ids"], tokens["attention_mask"])
         logits = match_logits(self.model, states).float()
         return torch.softmax(logits, dim=-1)[:, 1].tolist()
+
+
+class Blip2ItmScorer(ItmScorer):
+    """BLIP-2's matcher (``Blip2ForImageTextRetrieval``): the Q-Former reads its learned queries and the caption
+    together while attending to the image, and the ITM head's match probability is averaged over the queries, as
+    ``Blip2ForImageTextRetrieval(..., use_image_text_matching_head=True)`` computes it. The vision tower runs once
+    per image, as for BLIP.
+
+    Args: as ``ItmScorer``'s, with a ``Blip2ForImageTextRetrieval`` and its processor (the Q-Former's tokenizer).
+    """
+
+    kind = BLIP2_ITM
+
+    @staticmethod
+    def text_positions(config) -> int:
+        return config.qformer_config.max_position_embeddings
+
+    def _score_pairs(self, features, pairs: list[tuple[int, str]]) -> list[float]:
+        import torch
+
+        tokens, image_embeds = self._pair_inputs(features, pairs)
+        queries = self.model.query_tokens.expand(len(pairs), -1, -1)
+        query_mask = torch.ones(queries.shape[:-1], dtype=torch.long, device=queries.device)
+        states = self.model.qformer(
+            query_embeds=self.model.embeddings(input_ids=tokens["input_ids"], query_embeds=queries),
+            query_length=queries.shape[1],
+            attention_mask=torch.cat([query_mask, tokens["attention_mask"]], dim=1),
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device),
+        ).last_hidden_state
+        logits = self.model.itm_head(states[:, : queries.shape[1], :].to(self.model.itm_head.weight.dtype))
+        return torch.softmax(logits.mean(dim=1).float(), dim=-1)[:, 1].tolist()
 
 
 # The two functions below are the ITM forward without the vision tower, kept apart from ItmScorer so that the

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import PretrainedModel, text_limit
-from .families import BLIP_ITM, DUAL_ENCODER, FILTER, SIMILARITY, family_of_model
+from .families import BLIP2_ITM, BLIP_ITM, DUAL_ENCODER, FILTER, SIMILARITY, family_of_model
 from .pixels import ImageInputs, pixel_rows
 
 # A similarity.model value that means "the filter's own contrastive head" (BLIP's ITC head, or a dual-encoder
@@ -127,10 +127,14 @@ class CandidateEmbeddings:
         return CandidateEmbeddings(torch.stack(rows), self.texts, self.row)
 
     def similarities(self, image: int, texts: list[str]) -> list[float]:
-        """Cosines of image ``image`` with each of ``texts``."""
+        """Cosines of image ``image`` with each of ``texts``; an image embedded as several vectors (BLIP-2's
+        queries) gives each text its best cosine among them, as BLIP-2's ITC scores."""
         if not texts:
             return []
-        return (self.texts[[self.row[t] for t in texts]] @ self.images[image]).tolist()
+        embedding = self.images[image]
+        if embedding.dim() == 1:
+            return (self.texts[[self.row[t] for t in texts]] @ embedding).tolist()
+        return (self.texts[[self.row[t] for t in texts]] @ embedding.mT).max(dim=-1).values.tolist()
 
 
 class ItcSimilarity(_Similarity):
@@ -151,9 +155,14 @@ class ItcSimilarity(_Similarity):
     kind = BLIP_ITM
 
     def __init__(self, model, processor, device="cpu", batch_size=32, max_text_tokens=None):
-        limits = [processor.tokenizer.model_max_length, model.config.text_config.max_position_embeddings]
+        limits = [processor.tokenizer.model_max_length, self.text_positions(model.config)]
         super().__init__(model, processor, device, batch_size, text_limit(limits, max_text_tokens))
         self.dimension = model.config.image_text_hidden_size
+
+    @staticmethod
+    def text_positions(config) -> int:
+        """How many text positions the text encoder has."""
+        return config.text_config.max_position_embeddings
 
     def _embed_images(self, pixel_values):
         return self._project_vision(self.model.vision_model(pixel_values=pixel_values).last_hidden_state)
@@ -166,6 +175,41 @@ class ItcSimilarity(_Similarity):
             input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
         ).last_hidden_state
         return self.model.text_proj(states[:, 0, :])
+
+
+class Blip2ItcSimilarity(ItcSimilarity):
+    """BLIP-2's image-text contrastive head: the Q-Former's queries read the image alone and each is projected
+    (``vision_projection``), the caption is read alone and its first token projected (``text_projection``), and
+    a caption's similarity is its best cosine over the queries, as ``Blip2ForImageTextRetrieval(...,
+    use_image_text_matching_head=False)`` computes it. An image's embedding is therefore one vector per query,
+    which clip-retrieval's embedding files cannot hold (the launcher refuses ``similarity.embeddings`` with it).
+
+    Args: as ``ItcSimilarity``'s, with a ``Blip2ForImageTextRetrieval`` and its processor.
+    """
+
+    kind = BLIP2_ITM
+
+    @staticmethod
+    def text_positions(config) -> int:
+        return config.qformer_config.max_position_embeddings
+
+    def _project_vision(self, states):
+        import torch
+
+        queries = self.model.query_tokens.expand(states.shape[0], -1, -1)
+        mask = torch.ones(states.shape[:-1], dtype=torch.long, device=states.device)
+        read = self.model.qformer(
+            query_embeds=queries, encoder_hidden_states=states, encoder_attention_mask=mask
+        ).last_hidden_state
+        return self.model.vision_projection(read.to(self.model.vision_projection.weight.dtype))
+
+    def _embed_texts(self, tokens):
+        states = self.model.qformer(
+            query_embeds=self.model.embeddings(input_ids=tokens["input_ids"]),
+            query_length=0,
+            attention_mask=tokens["attention_mask"],
+        ).last_hidden_state
+        return self.model.text_projection(states[:, 0, :].to(self.model.text_projection.weight.dtype))
 
 
 class DualEncoder(_Similarity):
@@ -275,4 +319,6 @@ def load_similarity(name: str, scorer=None, device="auto", dtype="float32", trus
         return families.load(SIMILARITY, scorer, device, dtype, trust_remote_code, **options)
     if isinstance(scorer, DualEncoderFilter):
         return DualEncoder.sharing(scorer, **options)
+    if scorer.kind == BLIP2_ITM:
+        return Blip2ItcSimilarity.sharing(scorer, **options)
     return ItcSimilarity.sharing(scorer, **options)

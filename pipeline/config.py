@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from ..models.decoding import DECODINGS, DEFAULT_INSTRUCTION, NUCLEUS
 from .errors import ConfigError
 from .policy import POLICIES
 from .reasons import DROP_REASONS
@@ -24,10 +25,17 @@ PACKAGED_CONFIG = Path(__file__).resolve().parent / "pipelines.yaml"
 
 @dataclass(frozen=True)
 class CaptionerConfig:
-    """The captioner: checkpoint and nucleus sampling. Lengths count generated tokens, prompt excluded."""
+    """The captioner: a BLIP captioner or any vision-language model ``AutoModelForImageTextToText`` loads
+    (``models.families``), and how it decodes. ``prompt`` is the plain text the model continues when its processor
+    has no chat template (BLIP, BLIP-2, PaliGemma, Florence-2); ``instruction`` the user's words after the image
+    when it has one (LLaVA, Qwen2-VL, ...). ``decoding``: ``nucleus`` (BLIP's, ``num_captions`` samples at
+    ``top_p``), ``greedy`` (one caption) or ``beam`` (``num_captions`` beams). Lengths count generated tokens,
+    prompt excluded."""
 
     model: str = "Salesforce/blip-image-captioning-base"
     prompt: str = "a picture of "
+    instruction: str = DEFAULT_INSTRUCTION
+    decoding: str = NUCLEUS
     num_captions: int = 3
     top_p: float = 0.9
     min_length: int = 5
@@ -36,6 +44,7 @@ class CaptionerConfig:
 
     def check(self) -> list[tuple[str, str]]:
         return [
+            *_choice("decoding", self.decoding, DECODINGS),
             *_range("num_captions", self.num_captions, 0, 64),
             *_range("top_p", self.top_p, 1e-6, 1.0),
             *_range("min_length", self.min_length, 0, self.max_length),
@@ -68,8 +77,7 @@ class FilterConfig:
             *_range("web_margin", self.web_margin, 0.0, high - low),
             *_range("batch_size", self.batch_size, 1, 65536),
         ]
-        if self.policy not in POLICIES:
-            problems.append(("policy", f"must be one of {', '.join(POLICIES)}, not {self.policy!r}"))
+        problems += _choice("policy", self.policy, POLICIES)
         return problems
 
 
@@ -321,6 +329,10 @@ def settings_difference(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def _range(key: str, value, low, high) -> list[tuple[str, str]]:
     return [] if low <= value <= high else [(key, f"must be between {low} and {high}, not {value!r}")]
+
+
+def _choice(key: str, value, choices) -> list[tuple[str, str]]:
+    return [] if value in choices else [(key, f"must be one of {', '.join(choices)}, not {value!r}")]
 
 
 def load_config(

@@ -25,6 +25,22 @@ def check_models(config: RunConfig) -> None:
         check_model(ROLE_KEYS[role], name)
     for role, name in roles:
         check_role(role, name, config.filter.score)
+    if config.similarity.embeddings:
+        check_single_vector(config.filter.model if config.similarity.model == "itc" else config.similarity.model)
+
+
+def check_single_vector(name: str) -> None:
+    """The similarity model's image embedding is one vector, as clip-retrieval's ``img_emb/`` files hold."""
+    from ..models import families
+
+    model_config = families.local_config(name)
+    family = families.identify(model_config) if model_config else None
+    if family is not None and not family.single_vector:
+        raise ConfigError(
+            f"similarity.embeddings: {name!r} is {families.described(model_config)}, whose ITC embeds an image as "
+            "one vector per query, and the embedding files need one; set similarity.model to a dual encoder "
+            "(SigLIP, CLIP, ...) to write embeddings"
+        )
 
 
 def check_role(role: str, name: str, score: str) -> None:
@@ -45,6 +61,16 @@ def check_role(role: str, name: str, score: str) -> None:
         problem = families.score_problem(name, model_config, score)
     if problem:
         raise ConfigError(problem)
+    # A checkpoint on disk here is built on the meta device now; a hub id (its weights may not be downloaded
+    # yet) or one on a Beam filesystem (the workers copy it down) is checked as it loads.
+    from ..models.base import check_loadable
+    from ..models.loading import EMBEDDED_PREFIX
+
+    if name.startswith(EMBEDDED_PREFIX) or ("://" not in name and os.path.isdir(os.path.expanduser(name))):
+        try:
+            check_loadable(role, name)
+        except families.ModelRoleError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def check_model(key: str, name: str) -> None:

@@ -194,7 +194,7 @@ def test_the_layer_check_sees_an_upward_import(tmp_path):
     inside a function, as the command line once did, is an arrow up."""
     path = tmp_path / "launch.py"
     path.write_text("def f():\n    from ..demo import commands\n")
-    (target, _, in_function, level), = _imports(path, "capfilt.pipeline.launch", False)
+    ((target, _, in_function, level),) = _imports(path, "capfilt.pipeline.launch", False)
     assert (target, in_function, level) == ("capfilt.demo", True, 2)
     assert _layer(target) > _layer("capfilt.pipeline.launch")
 

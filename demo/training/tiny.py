@@ -240,17 +240,8 @@ def save_bare_blip2(directory: Path, seed: int = 0) -> Path:
 
     config = Blip2Config(
         vision_config=_vision_tower(32, 1, 32, 8),
-        qformer_config=dict(**_tower(32, 1), encoder_hidden_size=32, vocab_size=64),
-        text_config=dict(
-            model_type="opt",
-            hidden_size=32,
-            ffn_dim=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            vocab_size=64,
-            word_embed_proj_dim=32,
-            max_position_embeddings=64,
-        ),
+        qformer_config=_qformer(),
+        text_config=_opt_decoder(layers=1, vocab_size=64, max_position_embeddings=64),
         num_query_tokens=4,
     )
     torch.manual_seed(seed)
@@ -275,3 +266,201 @@ def _save(directory: Path, model, processor=None) -> Path:
     if processor is not None:
         processor.save_pretrained(directory)
     return Path(directory)
+
+
+# ---- decoder-only VLMs: a word-level tokenizer with a chat template, as LLaVA-1.5's processor has ----
+
+VLM_SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>", "<image>")
+# LLaVA-1.5's own template (llava-hf/llava-1.5-7b-hf), lower-cased as the tokenizer lower-cases: the user's turn
+# with the image first, then the assistant's turn that generation continues.
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'user' %}user: "
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}"
+    "{% else %}assistant: {% for item in message['content'] %}{{ item['text'] }}{% endfor %}</s>{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %} assistant:{% endif %}"
+)
+
+
+def build_vlm_tokenizer(words: list[str], model_max_length: int = 128, image_token: bool = True):
+    """A word-level ``PreTrainedTokenizerFast`` for a decoder-only VLM: lower-cased words and punctuation, ``<s>``
+    in front of every text (as Llama's tokenizer), ``</s>`` ending a caption, ``<image>`` where the processor
+    puts the image's tokens; padded on the left, as decoder-only generation needs. ``image_token``: the tokenizer
+    names ``<image>`` its image token (LLaVA's processor reads it there; BLIP-2's registers it itself)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(VLM_SPECIAL_TOKENS)}
+    for word in sorted(set(words) | {"user", "assistant", ":", ".", ","} - set(VLM_SPECIAL_TOKENS)):
+        vocab[word] = len(vocab)
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    core.decoder = decoders.WordPiece()  # joins words with spaces
+    core.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", vocab["<s>"])])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        model_max_length=model_max_length,
+        padding_side="left",
+        **({"extra_special_tokens": {"image_token": "<image>"}} if image_token else {}),
+    )
+    return tokenizer
+
+
+def build_llava(
+    words: list[str], image_size: int = 32, patch_size: int = 8, hidden: int = 32, layers: int = 2, seed: int = 0
+):
+    """A small ``LlavaForConditionalGeneration`` (a CLIP vision tower, LLaVA's two-layer projector and a Llama
+    decoder) and its ``LlavaProcessor`` with a chat template, around ``build_vlm_tokenizer(words)``."""
+    import torch
+    from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    tokenizer = build_vlm_tokenizer(words)
+    vision = dict(model_type="clip_vision_model", **_vision_tower(hidden, layers, image_size, patch_size))
+    text = dict(
+        model_type="llama",
+        **_tower(hidden, layers),
+        num_key_value_heads=2,
+        **decoder_vocabulary(tokenizer),
+    )
+    patches = (image_size // patch_size) ** 2
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        image_seq_length=patches,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",  # LLaVA-1.5's: the patches without the CLS position
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,  # CLIP's CLS position, which "default" drops again
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
+    return model, processor
+
+
+def save_random_llava(directory: Path, words: list[str], image_size: int = 32, seed: int = 0) -> Path:
+    """Save a randomly initialised tiny LLaVA with its chat-template processor under ``directory``."""
+    model, processor = build_llava(words, image_size=image_size, seed=seed)
+    return _save(directory, model, processor)
+
+
+def _qformer(hidden: int = 32, vocab_size: int = 64) -> dict:
+    return dict(**_tower(hidden, 1), encoder_hidden_size=hidden, vocab_size=vocab_size)
+
+
+def decoder_vocabulary(tokenizer) -> dict:
+    """The part of a decoder's config that agrees with ``tokenizer``: its vocabulary, length limit and the
+    padding, start and end tokens ``generate`` uses."""
+    return dict(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=tokenizer.model_max_length,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+
+
+def _opt_decoder(layers: int, **vocabulary) -> dict:
+    """A small OPT decoder, BLIP-2's language model in its OPT checkpoints."""
+    return dict(
+        model_type="opt",
+        hidden_size=32,
+        ffn_dim=64,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        word_embed_proj_dim=32,
+        **vocabulary,
+    )
+
+
+def build_blip2(words: list[str], image_size: int = 32, seed: int = 0):
+    """A small ``Blip2ForConditionalGeneration`` (a vision tower, a Q-Former with 4 queries, an OPT decoder) and
+    its ``Blip2Processor``, which puts one ``<image>`` token per query in front of the prompt, as BLIP-2's does.
+    No chat template: BLIP-2 continues a plain prompt."""
+    import torch
+    from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessor
+
+    tokenizer = build_vlm_tokenizer(words, image_token=False)
+    text = _opt_decoder(layers=2, **decoder_vocabulary(tokenizer))
+    config = Blip2Config(
+        vision_config=_vision_tower(32, 1, image_size, 8),
+        qformer_config=_qformer(),
+        text_config=text,
+        num_query_tokens=4,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    torch.manual_seed(seed)
+    model = Blip2ForConditionalGeneration(config).eval()
+    image_processor = BlipImageProcessor(size={"height": image_size, "width": image_size})
+    return model, Blip2Processor(image_processor=image_processor, tokenizer=tokenizer, num_query_tokens=4)
+
+
+def save_random_blip2(directory: Path, words: list[str], image_size: int = 32, seed: int = 0) -> Path:
+    """Save a randomly initialised tiny BLIP-2 captioner with its processor under ``directory``."""
+    return _save(directory, *build_blip2(words, image_size, seed))
+
+
+def save_random_blip2_itm(directory: Path, words: list[str], image_size: int = 32, seed: int = 0) -> Path:
+    """Save a randomly initialised tiny ``Blip2ForImageTextRetrieval`` (BLIP-2's matcher: a vision tower and a
+    Q-Former with ITM and ITC heads) with a processor whose tokenizer is the Q-Former's (BERT's WordPiece, as in
+    ``Salesforce/blip2-itm-vit-g``)."""
+    import torch
+    from transformers import Blip2Config, Blip2ForImageTextRetrieval, Blip2Processor, BlipImageProcessor
+
+    tokenizer = build_tokenizer(words)
+    config = Blip2Config(
+        vision_config=_vision_tower(32, 1, image_size, 8),
+        qformer_config=dict(
+            _qformer(vocab_size=len(tokenizer)),
+            max_position_embeddings=tokenizer.model_max_length,
+            pad_token_id=tokenizer.pad_token_id,
+            use_qformer_text_input=True,  # the matcher reads the caption through the Q-Former
+        ),
+        num_query_tokens=4,
+        image_text_hidden_size=16,
+    )
+    torch.manual_seed(seed)
+    model = Blip2ForImageTextRetrieval(config).eval()
+    image_processor = BlipImageProcessor(size={"height": image_size, "width": image_size})
+    return _save(directory, model, Blip2Processor(image_processor=image_processor, tokenizer=tokenizer))
+
+
+def save_random_git(directory: Path, words: list[str], image_size: int = 32, seed: int = 0) -> Path:
+    """Save a randomly initialised tiny ``GitForCausalLM`` (GIT: a CLIP-style vision tower whose tokens prefix a
+    BERT-style decoder) with a ``GitProcessor`` (``build_tokenizer``'s WordPiece, as GIT's BERT tokenizer: texts
+    start with ``[CLS]``, captions end at ``[SEP]``). No chat template and no prompt needed."""
+    import torch
+    from transformers import CLIPImageProcessor, GitConfig, GitForCausalLM, GitProcessor
+
+    tokenizer = build_tokenizer(words)
+    config = GitConfig(
+        vision_config=_vision_tower(32, 1, image_size, 8),
+        vocab_size=len(tokenizer),
+        **_tower(32, 2),
+        max_position_embeddings=tokenizer.model_max_length + (image_size // 8) ** 2 + 1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+    )
+    torch.manual_seed(seed)
+    model = GitForCausalLM(config).eval()
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    return _save(directory, model, GitProcessor(image_processor=image_processor, tokenizer=tokenizer))

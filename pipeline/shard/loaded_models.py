@@ -14,9 +14,10 @@ class LoadedModels:
         self.captioner, self.scorer, self.similarity = captioner, scorer, similarity
 
     def seeing_pixels(self) -> list:
-        """The models that take pixels: the captioner, the filter, and a similarity model with its own vision
-        tower (the filter's ITC head reuses the filter's vision states)."""
-        models = [self.captioner, self.scorer]
+        """The models that take pixels made ahead: the captioner (a VLM's processor makes its own with its prompt),
+        the filter, and a similarity model with its own vision tower (the filter's ITC head reuses the filter's
+        vision states)."""
+        models = [m for m in (self.captioner, self.scorer) if not getattr(m, "makes_own_pixels", False)]
         if self.similarity is not None and not self.similarity.reuses_vision_of(self.scorer):
             models.append(self.similarity)
         return models
@@ -39,6 +40,8 @@ def load_models(config: RunConfig, threads: int) -> LoadedModels:
         c.model,
         **runtime,
         prompt=c.prompt,
+        instruction=c.instruction,
+        decoding=c.decoding,
         num_captions=c.num_captions,
         top_p=c.top_p,
         min_length=c.min_length,

@@ -8,18 +8,32 @@ import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from capfilt.demo.training.tiny import save_bare_blip2, save_bare_llava, save_random_siglip, save_random_siglip2
+from capfilt.demo.training.tiny import (
+    save_random_blip2,
+    save_random_blip2_itm,
+    save_random_git,
+    save_random_llava,
+    save_random_siglip,
+    save_random_siglip2,
+)
 from capfilt.models import families
 from capfilt.models.captioner import Captioner
 from capfilt.models.families import CAPTIONER, FILTER, SIMILARITY, ModelRoleError
-from capfilt.models.itm import ItmScorer
+from capfilt.models.itm import Blip2ItmScorer, ItmScorer
 from capfilt.models.loading import resolve_model
-from capfilt.models.similarity import DualEncoder, DualEncoderFilter, ItcSimilarity
+from capfilt.models.similarity import Blip2ItcSimilarity, DualEncoder, DualEncoderFilter, ItcSimilarity
+from capfilt.models.vlm_captioner import VlmCaptioner
 from tests.helpers import WORDS
 
 FILTER_NEEDS = (
-    "the filter needs BLIP ITM (BlipForImageTextRetrieval) or a dual encoder (SigLIP, SigLIP 2, CLIP, MetaCLIP 2)"
+    "the filter needs BLIP ITM (BlipForImageTextRetrieval), BLIP-2 ITM (Blip2ForImageTextRetrieval) or a dual "
+    "encoder (SigLIP, SigLIP 2, CLIP, MetaCLIP 2)"
 )
+CAPTIONER_NEEDS = (
+    "the captioner needs BLIP captioning (BlipForConditionalGeneration) or any vision-language model "
+    "(AutoModelForImageTextToText)"
+)
+VLM = "any vision-language model (AutoModelForImageTextToText)"
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +43,10 @@ def others(tmp_path_factory) -> dict[str, str]:
     return {
         "siglip": str(save_random_siglip(root / "siglip", WORDS)),
         "siglip2": str(save_random_siglip2(root / "siglip2", WORDS)),
-        "blip2": str(save_bare_blip2(root / "blip2")),
-        "llava": str(save_bare_llava(root / "llava")),
+        "blip2": str(save_random_blip2(root / "blip2", WORDS)),
+        "llava": str(save_random_llava(root / "llava", WORDS)),
+        "git": str(save_random_git(root / "git", WORDS)),
+        "blip2_itm": str(save_random_blip2_itm(root / "blip2_itm", WORDS)),
     }
 
 
@@ -48,15 +64,19 @@ def test_each_checkpoint_is_its_family(tiny_models, tiny_clip, others):
         tiny_clip: "CLIP",
         others["siglip"]: "SigLIP",
         others["siglip2"]: "SigLIP 2",
+        others["blip2_itm"]: "BLIP-2 ITM",
+        # Every checkpoint transformers' image-text-to-text registry lists: one family, one code path.
+        others["blip2"]: VLM,
+        others["llava"]: VLM,
+        others["git"]: VLM,
     }
     assert {name: families.identify(config(name)).name for name in expected} == expected
-    # Families capfilt does not run are no family: the refusal words them from transformers' own registry.
-    assert families.identify(config(others["blip2"])) is None and families.identify(config(others["llava"])) is None
+    assert families.identify({"model_type": "bert", "architectures": ["BertModel"]}) is None
 
 
 def test_blip_needs_its_architecture_to_tell_its_heads_apart():
     assert families.identify({"model_type": "blip", "architectures": ["BlipForImageTextRetrieval"]}).name == "BLIP ITM"
-    assert families.identify({"model_type": "blip"}) is None
+    assert families.identify({"model_type": "blip", "architectures": ["BlipModel"]}) is None
     problem = families.role_problem(FILTER, "x", {"model_type": "blip"})
     assert problem.startswith("filter.model: 'x' is a checkpoint of model_type 'blip' that names no architecture")
 
@@ -67,27 +87,28 @@ def test_the_issues_misuses_are_refused_in_one_sentence_naming_key_checkpoint_an
         f"ITM or ITC head); {FILTER_NEEDS}"
     )
     assert families.role_problem(CAPTIONER, "embedded:clip", config("embedded:clip")) == (
-        "captioner.model: 'embedded:clip' is a CLIPModel checkpoint (CLIP, a dual encoder that writes no text); "
-        "the captioner needs BLIP captioning (BlipForConditionalGeneration)"
+        f"captioner.model: 'embedded:clip' is a CLIPModel checkpoint (CLIP, a dual encoder that writes no text); "
+        f"{CAPTIONER_NEEDS}"
     )
     assert families.role_problem(SIMILARITY, "embedded:captioner", config("embedded:captioner")).endswith(
-        "similarity.model needs itc (the filter's own), BLIP ITM (BlipForImageTextRetrieval) or a dual encoder "
-        "(SigLIP, SigLIP 2, CLIP, MetaCLIP 2)"
+        "similarity.model needs itc (the filter's own), BLIP ITM (BlipForImageTextRetrieval), BLIP-2 ITM "
+        "(Blip2ForImageTextRetrieval) or a dual encoder (SigLIP, SigLIP 2, CLIP, MetaCLIP 2)"
     )
 
 
-def test_vision_language_captioners_are_told_what_the_captioner_runs_for_now(others):
+def test_vision_language_models_caption_and_are_refused_as_filters(others):
     for name, cls in (("blip2", "Blip2ForConditionalGeneration"), ("llava", "LlavaForConditionalGeneration")):
-        assert families.role_problem(CAPTIONER, others[name], config(others[name])) == (
-            f"captioner.model: {others[name]!r} is a {cls} checkpoint (a vision-language model); capfilt's "
-            "captioner runs only BLIP captioning (BlipForConditionalGeneration) for now"
+        assert families.role_problem(CAPTIONER, others[name], config(others[name])) is None
+        assert families.role_problem(FILTER, others[name], config(others[name])) == (
+            f"filter.model: {others[name]!r} is a {cls} checkpoint (a vision-language model, which generates text); "
+            f"{FILTER_NEEDS}"
         )
-        assert families.role_problem(FILTER, others[name], config(others[name])).endswith(FILTER_NEEDS)
-    # Same model type as BLIP-2's captioner, but a matcher: not a vision-language captioner.
+    # Same model type as BLIP-2's captioner, but a matcher: it filters and does not caption.
     matcher = {"model_type": "blip-2", "architectures": ["Blip2ForImageTextRetrieval"]}
-    assert families.role_problem(FILTER, "m", matcher) == (
-        f"filter.model: 'm' is a Blip2ForImageTextRetrieval checkpoint, which no capfilt model family covers; "
-        f"{FILTER_NEEDS}"
+    assert families.role_problem(FILTER, "m", matcher) is None
+    assert families.role_problem(CAPTIONER, "m", matcher) == (
+        f"captioner.model: 'm' is a Blip2ForImageTextRetrieval checkpoint (BLIP-2 image-text matching, which writes "
+        f"no text); {CAPTIONER_NEEDS}"
     )
 
 
@@ -98,8 +119,10 @@ def test_every_role_a_family_serves_passes_and_only_those(tiny_models, tiny_clip
         tiny_clip: {FILTER, SIMILARITY},
         others["siglip"]: {FILTER, SIMILARITY},
         others["siglip2"]: {FILTER, SIMILARITY},
-        others["blip2"]: set(),
-        others["llava"]: set(),
+        others["blip2"]: {CAPTIONER},
+        others["llava"]: {CAPTIONER},
+        others["git"]: {CAPTIONER},
+        others["blip2_itm"]: {FILTER, SIMILARITY},
     }
     for name, roles in serves.items():
         passed = {
@@ -126,6 +149,11 @@ def test_the_family_table_picks_the_wrapper_of_each_role(tiny_models, tiny_clip,
         (FILTER, others["siglip"]): DualEncoderFilter,
         (FILTER, tiny_clip): DualEncoderFilter,
         (SIMILARITY, others["siglip2"]): DualEncoder,
+        (CAPTIONER, others["llava"]): VlmCaptioner,
+        (CAPTIONER, others["blip2"]): VlmCaptioner,
+        (CAPTIONER, others["git"]): VlmCaptioner,
+        (FILTER, others["blip2_itm"]): Blip2ItmScorer,
+        (SIMILARITY, others["blip2_itm"]): Blip2ItcSimilarity,
     }
     for (role, name), wrapper in loaded.items():
         assert type(families.load(role, name, device="cpu")) is wrapper
@@ -134,8 +162,8 @@ def test_the_family_table_picks_the_wrapper_of_each_role(tiny_models, tiny_clip,
 def test_loading_refuses_a_role_the_checkpoint_cannot_serve(tiny_models, others):
     with pytest.raises(ModelRoleError, match=r"^filter.model: .* BlipForConditionalGeneration checkpoint"):
         families.load(FILTER, "embedded:captioner", device="cpu")
-    with pytest.raises(ModelRoleError, match=r"^captioner.model: .* LlavaForConditionalGeneration checkpoint"):
-        families.load(CAPTIONER, others["llava"], device="cpu")
+    with pytest.raises(ModelRoleError, match=r"^filter.model: .* LlavaForConditionalGeneration checkpoint"):
+        families.load(FILTER, others["llava"], device="cpu")
     # A wrapper loaded directly checks the same, and refuses a family it does not run.
     with pytest.raises(ModelRoleError, match=r"^filter.model: 'embedded:captioner' is a BlipForConditionalGen"):
         ItmScorer.from_pretrained("embedded:captioner", device="cpu")
@@ -186,3 +214,29 @@ def test_a_hub_id_is_read_from_the_local_cache_only(monkeypatch, tmp_path):
     (tmp_path / "models--someone--llava" / "refs").mkdir()
     (tmp_path / "models--someone--llava" / "refs" / "main").write_text("0" * 40)
     assert families.local_config("someone/llava") == {"model_type": "llava", "architectures": ["LlavaX"]}
+
+
+def test_the_launchers_check_refuses_missing_weights_and_a_missing_processor_without_loading(tmp_path, others):
+    from capfilt.demo.training.tiny import save_bare_llava
+    from capfilt.models.base import check_loadable
+
+    for name in ("llava", "blip2", "git"):
+        check_loadable(CAPTIONER, others[name])  # whole checkpoints pass
+    check_loadable(FILTER, others["blip2_itm"])
+    llava = tmp_path / "llava"
+    shutil.copytree(others["llava"], llava)
+    weights = load_file(llava / "model.safetensors")
+    del weights[next(key for key in weights if key.endswith("multi_modal_projector.linear_1.bias"))]
+    save_file(weights, llava / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelRoleError) as refused:
+        check_loadable(CAPTIONER, str(llava))
+    assert str(refused.value) == (
+        f"captioner.model: '{llava}' loads into AutoModelForImageTextToText with 1 weight(s) missing "
+        "(model.multi_modal_projector.linear_1.bias); capfilt never runs a model with random weights"
+    )
+    with pytest.raises(ModelRoleError) as loaded:  # the load says the same, wherever it runs
+        families.load(CAPTIONER, str(llava), device="cpu")
+    assert str(loaded.value) == str(refused.value)
+    bare = save_bare_llava(tmp_path / "bare")  # weights and config, no processor
+    with pytest.raises(ModelRoleError, match=rf"^captioner.model: '{bare}' does not load as AutoModelForImageTextTo"):
+        check_loadable(CAPTIONER, str(bare))

@@ -9,15 +9,23 @@ import tarfile
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoProcessor
 
 from capfilt.cli import main
-from capfilt.demo.training.tiny import save_bare_blip2, save_bare_llava, save_random_siglip, save_random_siglip2
+from capfilt.demo.training.tiny import (
+    save_bare_llava,
+    save_random_blip2_itm,
+    save_random_llava,
+    save_random_siglip,
+    save_random_siglip2,
+)
 from capfilt.pipeline.config import PACKAGED_CONFIG, load_config
 from tests.helpers import WORDS, outputs, rows, run, sample_members, write_shard
 
 FILTER_NEEDS = (
-    "the filter needs BLIP ITM (BlipForImageTextRetrieval) or a dual encoder (SigLIP, SigLIP 2, CLIP, MetaCLIP 2)"
+    "the filter needs BLIP ITM (BlipForImageTextRetrieval), BLIP-2 ITM (Blip2ForImageTextRetrieval) or a dual "
+    "encoder (SigLIP, SigLIP 2, CLIP, MetaCLIP 2)"
 )
 
 
@@ -28,9 +36,18 @@ def checkpoints(tmp_path_factory, tiny_clip) -> dict[str, str]:
         "clip": tiny_clip,
         "siglip": str(save_random_siglip(root / "siglip", WORDS)),
         "siglip2": str(save_random_siglip2(root / "siglip2", WORDS)),
-        "blip2": str(save_bare_blip2(root / "blip2")),
-        "llava": str(save_bare_llava(root / "llava")),
+        "llava": str(save_random_llava(root / "llava", WORDS)),
+        "bare_llava": str(save_bare_llava(root / "bare_llava")),
+        "blip2_itm": str(save_random_blip2_itm(root / "blip2_itm", WORDS)),
+        "llava_missing": str(without_projector_bias(save_random_llava(root / "llava_missing", WORDS))),
     }
+
+
+def without_projector_bias(path):
+    weights = load_file(path / "model.safetensors")
+    del weights[next(key for key in weights if key.endswith("multi_modal_projector.linear_1.bias"))]
+    save_file(weights, path / "model.safetensors", metadata={"format": "pt"})
+    return path
 
 
 REFUSALS = [
@@ -43,7 +60,7 @@ REFUSALS = [
     (
         ["captioner.model=embedded:clip"],
         "captioner.model: 'embedded:clip' is a CLIPModel checkpoint (CLIP, a dual encoder that writes no text); "
-        "the captioner needs BLIP captioning (BlipForConditionalGeneration)",
+        "the captioner needs BLIP captioning (BlipForConditionalGeneration) or any vision-language model",
     ),
     (["captioner.model={clip}"], "captioner.model: '{clip}' is a CLIPModel checkpoint"),
     (["similarity.model=embedded:captioner"], "similarity.model: 'embedded:captioner' is a BlipForConditionalGen"),
@@ -55,13 +72,21 @@ REFUSALS = [
     ),
     (["captioner.model={siglip}"], "captioner.model: '{siglip}' is a SiglipModel checkpoint (SigLIP, a dual"),
     (["captioner.model={siglip2}"], "captioner.model: '{siglip2}' is a Siglip2Model checkpoint (SigLIP 2, a dual"),
-    (
-        ["captioner.model={blip2}"],
-        "captioner.model: '{blip2}' is a Blip2ForConditionalGeneration checkpoint (a vision-language model); "
-        "capfilt's captioner runs only BLIP captioning (BlipForConditionalGeneration) for now",
-    ),
-    (["captioner.model={llava}"], "'{llava}' is a LlavaForConditionalGeneration checkpoint (a vision-language"),
     (["filter.model={llava}"], f"(a vision-language model, which generates text); {FILTER_NEEDS}"),
+    (["similarity.model={llava}"], "similarity.model: '{llava}' is a LlavaForConditionalGeneration checkpoint"),
+    (["captioner.model={blip2_itm}"], "(BLIP-2 image-text matching, which writes no text); the captioner needs"),
+    # Weights that would load at random, and a checkpoint with no processor: refused before work, not in a worker.
+    (
+        ["captioner.model={llava_missing}"],
+        "captioner.model: '{llava_missing}' loads into AutoModelForImageTextToText with 1 weight(s) missing "
+        "(model.multi_modal_projector.linear_1.bias); capfilt never runs a model with random weights",
+    ),
+    (["captioner.model={bare_llava}"], "captioner.model: '{bare_llava}' does not load as AutoModelForImageTextToText"),
+    # BLIP-2's ITC embeds an image as one vector per query; clip-retrieval's files hold one.
+    (
+        ["filter.model={blip2_itm}", "similarity.model=itc", "similarity.embeddings=true"],
+        "similarity.embeddings: '{blip2_itm}' is a Blip2ForImageTextRetrieval checkpoint, whose ITC embeds an image",
+    ),
 ]
 
 
@@ -87,21 +112,24 @@ def test_a_cached_hub_checkpoint_is_checked_offline(checkpoints, tmp_path, monke
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
-    assert main(["run", "demo", "--set", "captioner.model=someone/tiny-llava"]) == 2
+    assert main(["run", "demo", "--set", "filter.model=someone/tiny-llava"]) == 2
     err = capsys.readouterr().err
-    assert "captioner.model: 'someone/tiny-llava' is a LlavaForConditionalGeneration checkpoint" in err
+    assert "filter.model: 'someone/tiny-llava' is a LlavaForConditionalGeneration checkpoint" in err
     assert list((tmp_path / "work").iterdir()) == []
 
 
-def test_weights_missing_at_load_fail_the_run_instead_of_running_at_random(tiny_models, shards, tmp_path, capsys):
+def test_weights_missing_are_refused_before_any_work_instead_of_running_at_random(
+    tiny_models, shards, tmp_path, capsys
+):
     fake = tmp_path / "fake-itm"
     shutil.copytree(tiny_models[0], fake)
     settings = json.loads((fake / "config.json").read_text())
     (fake / "config.json").write_text(json.dumps({**settings, "architectures": ["BlipForImageTextRetrieval"]}))
-    assert run(tiny_models, shards, tmp_path / "out", "--set", f"filter.model={fake}") == 1
+    assert run(tiny_models, shards, tmp_path / "out", "--set", f"filter.model={fake}") == 2
     err = capsys.readouterr().err
-    assert f"capfilt: run failed: ModelRoleError: filter.model: '{fake}' loads into BlipForImageTextRetrieval" in err
-    assert not list((tmp_path / "out").glob("*.tar"))
+    refusal = f"filter.model: '{fake}' loads into BlipForImageTextRetrieval with 62 weight(s) missing (itm_head"
+    assert err.count("\n") == 1 and refusal in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_every_named_pipeline_loads_including_the_siglip2_filter():
