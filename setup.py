@@ -38,7 +38,14 @@ setup(
     packages=packages(),
     package_data={
         "capfilt.pipeline": ["pipelines.yaml"],
-        "capfilt.models": ["embedded/*/*.json", "embedded/*/*.safetensors", "embedded/*/*.txt", "embedded/README.md"],
+        "capfilt.models": [
+            "embedded/*/*.json",
+            "embedded/*/*.safetensors",
+            "embedded/*/*.txt",
+            "embedded/*/*.jinja",
+            "embedded/*/README.md",
+            "embedded/README.md",
+        ],
     },
     install_requires=[
         "apache-beam>=2.77,<3",

@@ -8,7 +8,6 @@ python -m capfilt.demo.training --output models/embedded --evaluate-only
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from pathlib import Path
@@ -29,10 +28,7 @@ from .clip import ClipRecipe, save_clip, train_clip
 from .data import captioner_mistakes
 from .itc import ItcRecipe, train_itc
 from .loops import FilterRecipe, train_captioner, train_itm
-
-# Written next to the captioner and the filter: their training settings and seconds, read back by
-# --captioner-from and --filter-from.
-TRAINING_RECORD = "training.json"
+from .record import read_record, write_record
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -143,17 +139,6 @@ def main(argv: list[str] | None = None) -> int:
     write_model_card(output, args, seconds, metrics)
     print(f"saved to {output} in {seconds['total']:.0f}s of training")
     return 0
-
-
-def write_record(directory: Path, **record) -> None:
-    """``directory/training.json``: a model's training settings and seconds, for a later run that reuses it."""
-    record["seconds"] = round(record["seconds"], 1)
-    (directory / TRAINING_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-
-
-def read_record(directory: Path) -> dict:
-    path = directory / TRAINING_RECORD
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def captioner_stage(args: argparse.Namespace, processor, captioner):

@@ -72,13 +72,18 @@ def train_captioner(
     def loss_fn():
         pixel_values, input_ids, attention_mask, labels = caption_batch(processor, rng, batch_size)
         out = model(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask, labels=labels)
-        targets = labels[:, 1:]
-        predicted = out.logits[:, :-1].argmax(-1)
-        mask = targets != -100
-        accuracy = ((predicted == targets) & mask).sum().item() / max(1, mask.sum().item())
-        return out.loss, accuracy
+        return out.loss, next_token_accuracy(out.logits, labels)
 
     return optimise(model, loss_fn, steps, lr, "captioner", bfloat16=bfloat16)
+
+
+def next_token_accuracy(logits, labels) -> float:
+    """The share of labelled tokens a captioner predicts right from the tokens before them (labels -100 are
+    not counted; the model shifts labels by one, so this does too)."""
+    targets = labels[:, 1:]
+    mask = targets != -100
+    right = (logits[:, :-1].argmax(-1) == targets) & mask
+    return right.sum().item() / max(1, mask.sum().item())
 
 
 @dataclass(frozen=True)

@@ -138,18 +138,15 @@ def save_random_clip(directory: Path, words: list[str], image_size: int = 32, se
 # ---- other families: tiny random checkpoints of each architecture capfilt runs (or refuses), saved by path ----
 
 
-def _retokenized(words: list[str], **options):
-    """``build_tokenizer``'s tokenizer rebuilt with ``options`` (e.g. ``model_input_names``), which
-    ``save_pretrained`` records, so the checkpoint's tokenizer makes what the family's real one makes."""
+def retokenized(words: list[str], **options):
+    """``build_tokenizer``'s tokenizer rebuilt with ``options`` (e.g. ``model_input_names``,
+    ``model_max_length``), which ``save_pretrained`` records, so the checkpoint's tokenizer makes what the
+    family's real one makes."""
     from transformers import BertTokenizerFast
 
     base = build_tokenizer(words)
-    return BertTokenizerFast(
-        tokenizer_object=base.backend_tokenizer,
-        **base.special_tokens_map,
-        model_max_length=base.model_max_length,
-        **options,
-    )
+    options = {"model_max_length": base.model_max_length, **options}
+    return BertTokenizerFast(tokenizer_object=base.backend_tokenizer, **base.special_tokens_map, **options)
 
 
 def _calibrated(model, scale: float = 10.0, bias: float = -2.0):
@@ -175,7 +172,7 @@ def save_random_siglip(directory: Path, words: list[str], image_size: int = 32, 
     import torch
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
 
-    tokenizer = _retokenized(words, model_input_names=["input_ids"])
+    tokenizer = retokenized(words, model_input_names=["input_ids"])
     text = _text_tower(tokenizer, 32, 2, bos_token_id=tokenizer.cls_token_id)
     config = SiglipConfig(text_config=text, vision_config=_vision_tower(32, 2, image_size, 8))
     torch.manual_seed(seed)
@@ -311,47 +308,56 @@ def build_vlm_tokenizer(words: list[str], model_max_length: int = 128, image_tok
     return tokenizer
 
 
-def build_llava(
-    words: list[str], image_size: int = 32, patch_size: int = 8, hidden: int = 32, layers: int = 2, seed: int = 0
+def llava(
+    tokenizer, vision: dict, image_processor, patch_size: int, hidden: int, layers: int, strategy: str, seed: int
 ):
-    """A small ``LlavaForConditionalGeneration`` (a CLIP vision tower, LLaVA's two-layer projector and a Llama
-    decoder) and its ``LlavaProcessor`` with a chat template, around ``build_vlm_tokenizer(words)``."""
+    """A ``LlavaForConditionalGeneration`` (the vision tower ``vision`` configures, LLaVA's two-layer projector and
+    a Llama decoder of ``hidden`` and ``layers`` that agrees with ``tokenizer``), initialised from ``seed``, and
+    its ``LlavaProcessor`` with the chat template. ``strategy`` is LLaVA's ``vision_feature_select_strategy``:
+    ``default`` drops the tower's CLS position (CLIP), ``full`` keeps every position (SigLIP has no CLS)."""
     import torch
-    from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
-    tokenizer = build_vlm_tokenizer(words)
-    vision = dict(model_type="clip_vision_model", **_vision_tower(hidden, layers, image_size, patch_size))
-    text = dict(
-        model_type="llama",
-        **_tower(hidden, layers),
-        num_key_value_heads=2,
-        **decoder_vocabulary(tokenizer),
-    )
-    patches = (image_size // patch_size) ** 2
+    text = dict(model_type="llama", **_tower(hidden, layers), num_key_value_heads=2, **decoder_vocabulary(tokenizer))
+    side = vision["image_size"] // patch_size
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        image_seq_length=patches,
+        image_seq_length=side * side,
         vision_feature_layer=-1,
-        vision_feature_select_strategy="default",  # LLaVA-1.5's: the patches without the CLS position
+        vision_feature_select_strategy=strategy,
     )
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).eval()
+    model = LlavaForConditionalGeneration(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-    )
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
         patch_size=patch_size,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,  # CLIP's CLS position, which "default" drops again
+        vision_feature_select_strategy=strategy,
+        num_additional_image_tokens=int(strategy == "default"),  # the CLS position "default" drops again
         chat_template=LLAVA_CHAT_TEMPLATE,
     )
     return model, processor
+
+
+def build_llava(
+    words: list[str], image_size: int = 32, patch_size: int = 8, hidden: int = 32, layers: int = 2, seed: int = 0
+):
+    """A small ``LlavaForConditionalGeneration`` as LLaVA-1.5 is made (a CLIP vision tower, LLaVA's projector and
+    a Llama decoder) in eval mode, and its ``LlavaProcessor`` with a chat template, around
+    ``build_vlm_tokenizer(words)``."""
+    from transformers import CLIPImageProcessor
+
+    vision = dict(model_type="clip_vision_model", **_vision_tower(hidden, layers, image_size, patch_size))
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    tokenizer = build_vlm_tokenizer(words)
+    model, processor = llava(tokenizer, vision, image_processor, patch_size, hidden, layers, "default", seed)
+    return model.eval(), processor
 
 
 def save_random_llava(directory: Path, words: list[str], image_size: int = 32, seed: int = 0) -> Path:
