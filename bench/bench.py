@@ -4,6 +4,7 @@ nothing (goals are judged from the figures).
 
     python -m bench.bench throughput --captioner DIR --itm DIR [--images 32 --num-captions 2 --max-length 16]
     python -m bench.bench profile --captioner DIR --itm DIR   # the same run, phase by phase on both sides
+    python -m bench.bench per-image --captioner DIR --itm DIR  # cost per image (slope 32 -> 96) at the defaults
     python -m bench.bench dtype-speed --captioner DIR --itm DIR --dtype auto   # the pipeline: auto vs float32
     python -m bench.bench memory       # peak RSS, 2 shards vs 8 shards of the same size (demo models)
     python -m bench.bench workers      # 1 vs 2 worker processes on the demo, per core and on all cores
@@ -101,11 +102,7 @@ def throughput_commands(args, pattern: str, out: Path, scores: Path) -> tuple[li
     threads = args.threads or usable_cores()
     per_batch = args.batch_size * (args.num_captions + 1)  # the whole batch's candidates in one ITM text pass
     sets = [
-        f"captioner.model={args.captioner}",
-        f"filter.model={args.itm}",
-        f"captioner.num_captions={args.num_captions}",
-        f"captioner.min_length={args.max_length}",
-        f"captioner.max_length={args.max_length}",
+        *work_settings(args),
         f"captioner.batch_size={args.batch_size}",
         f"filter.batch_size={per_batch}",
         "filter.threshold=0",
@@ -113,15 +110,27 @@ def throughput_commands(args, pattern: str, out: Path, scores: Path) -> tuple[li
         f"runtime.dtype={args.dtype}",
         f"runtime.device={args.device}",
     ]
-    floor = [sys.executable, "-m", "bench.floor", "--input", pattern, "--captioner", args.captioner]
-    floor += ["--itm", args.itm, f"--num-captions={args.num_captions}", f"--length={args.max_length}"]
-    floor += [
-        f"--batch-size={args.batch_size}",
-        f"--threads={threads}",
-        f"--dtype={resolved_dtype(args.dtype, args.device)}",
-    ]
+    floor = floor_command(args, pattern, threads, resolved_dtype(args.dtype, args.device))
     floor += ["--device", args.device, "--scores", str(scores)]
     return floor, pipeline_command(pattern, out, sets)
+
+
+def work_settings(args) -> list[str]:
+    """The pipeline's settings that fix the work both sides do: the models and the captions' number and length."""
+    return [
+        f"captioner.model={args.captioner}",
+        f"filter.model={args.itm}",
+        f"captioner.num_captions={args.num_captions}",
+        f"captioner.min_length={args.max_length}",
+        f"captioner.max_length={args.max_length}",
+    ]
+
+
+def floor_command(args, pattern: str, threads: int, dtype: str) -> list[str]:
+    """``bench.floor`` doing that work on ``pattern`` in batches of ``--batch-size`` images."""
+    floor = [sys.executable, "-m", "bench.floor", "--input", pattern, "--captioner", args.captioner]
+    floor += ["--itm", args.itm, f"--num-captions={args.num_captions}", f"--length={args.max_length}"]
+    return floor + [f"--batch-size={args.batch_size}", f"--threads={threads}", f"--dtype={dtype}"]
 
 
 def resolved_dtype(dtype: str, device: str = "cpu") -> str:
@@ -180,6 +189,58 @@ def throughput(args) -> None:
         f"{floor_cpu:.1f} / {pipe_cpu:.1f} = {floor_cpu / pipe_cpu:.3f}); peak RSS floor "
         f"{max(r[2] for r in rows):.0f} MiB, pipeline {max(r[3] for r in rows):.0f} MiB"
     )
+
+
+def default_commands(args, pattern: str, out: Path, dtype: str) -> tuple[list[str], list[str]]:
+    """The floor's command and the pipeline's at the pipeline's default settings: only what fixes the work is
+    set (the models, ``--num-captions`` captions of exactly ``--max-length`` tokens, every candidate scored and
+    nothing dropped, the dtype); batch sizes, threads and prefetching are what a user gets."""
+    sets = [*work_settings(args), "filter.policy=score_only", f"runtime.dtype={dtype}"]
+    return floor_command(args, pattern, usable_cores(), resolved_dtype(dtype)), pipeline_command(pattern, out, sets)
+
+
+def spread(values: list[float]) -> str:
+    return f"{median(values):.3f} (min {min(values):.3f}, max {max(values):.3f})"
+
+
+def per_image(args) -> None:
+    """Cost per image and fixed cost of the pipeline at its default settings against the floor: the per-image
+    cost is the slope of wall seconds between the two ``--images`` counts (start-up, model loading and the
+    report cancel), the fixed cost the intercept. Each round runs both sides at both counts, the order reversed
+    every other round so that drift in the machine's load falls on both; per round and then as medians with
+    their spread, for each ``--dtypes``."""
+    work = Path(tempfile.mkdtemp(prefix="capfilt-bench-"))
+    small, large = args.images
+    patterns = {n: write_shards(work / f"in{n}", args.shards, n // args.shards) for n in (small, large)}
+    for dtype in args.dtypes:
+        figures: dict[str, list[float]] = {"ratio": [], "floor": [], "pipeline": [], "fixed": []}
+        for round_ in range(args.repeat):
+            load = load_average()
+            runs = [(side, n) for n in (small, large) for side in (0, 1)]
+            seconds, cpu = {}, {}
+            for side, n in runs if round_ % 2 == 0 else runs[::-1]:
+                command = default_commands(args, patterns[n], work / "out", dtype)[side]
+                seconds[side, n] = measured(command)[0]
+                cpu[side, n] = LAST_CPU_SECONDS[0]
+            slope = {side: (seconds[side, large] - seconds[side, small]) / (large - small) for side in (0, 1)}
+            fixed = {side: seconds[side, small] - slope[side] * small for side in (0, 1)}
+            cpu_slope = {side: (cpu[side, large] - cpu[side, small]) / (large - small) for side in (0, 1)}
+            figures["ratio"].append(slope[0] / slope[1])
+            figures["floor"].append(slope[0])
+            figures["pipeline"].append(slope[1])
+            figures["fixed"].append(fixed[1] - fixed[0])
+            print(
+                f"{dtype} round {round_ + 1} (load {load:.2f}->{load_average():.2f}): per image floor "
+                f"{slope[0]:.3f} s (CPU {cpu_slope[0]:.3f}), pipeline {slope[1]:.3f} s (CPU {cpu_slope[1]:.3f}); "
+                f"floor/pipeline {slope[0] / slope[1]:.3f}; fixed floor {fixed[0]:.1f} s, pipeline {fixed[1]:.1f} s",
+                flush=True,
+            )
+        print(
+            f"{dtype} ({resolved_dtype(dtype)}), {args.repeat} rounds: per image floor {spread(figures['floor'])} s, "
+            f"pipeline {spread(figures['pipeline'])} s; floor/pipeline {spread(figures['ratio'])}; pipeline's fixed "
+            f"cost above the floor's {spread(figures['fixed'])} s",
+            flush=True,
+        )
 
 
 def dtype_speed(args) -> None:
@@ -374,6 +435,10 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("throughput", "profile", "dtype-speed"):
         add_run_arguments(commands.add_parser(name))
+    per = commands.add_parser("per-image", conflict_handler="resolve")
+    add_run_arguments(per)
+    per.add_argument("--images", type=int, nargs=2, default=[32, 96], help="the two counts the slope runs between")
+    per.add_argument("--dtypes", nargs="+", default=["auto", "float32"])
     m = commands.add_parser("memory")
     m.add_argument("--per-shard", type=int, default=256)
     w = commands.add_parser("workers")
@@ -393,6 +458,7 @@ def main() -> None:
         "throughput": throughput,
         "profile": profile,
         "dtype-speed": dtype_speed,
+        "per-image": per_image,
         "memory": memory,
         "workers": workers,
         "precision": precision,

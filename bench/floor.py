@@ -2,13 +2,13 @@
 torch, as a user would write it without capfilt. Nothing here imports capfilt (a test checks), so no cost inside
 the project's wrappers can hide in the floor.
 
-Per batch of images: one captioner processor call (images and prompt), one ``generate`` with nucleus sampling and
-``num_return_sequences``, one ITM processor call (images and every candidate of the batch), the ITM vision tower
-once per image, and one text-encoder pass over the whole batch's candidates (the web caption plus the distinct
-synthetic ones). Reads the tars with ``tarfile`` and decodes JPEGs with Pillow; writes nothing but a JSON line:
-images, wall seconds since the interpreter started (imports and model loading included), wall and CPU seconds
-per phase, and
-with ``--scores FILE`` every web caption's ITM score by key, for checking that the pipeline did the same work.
+Per batch of images: one image preprocessing, shared by both models when their image processors are configured
+alike (BLIP's base pair, the demo pair: what a careful engineer writes, and no more work than the pipeline does),
+one ``generate`` with nucleus sampling and ``num_return_sequences``, the ITM vision tower once per image, and one
+text-encoder pass over the whole batch's candidates (the web caption plus the distinct synthetic ones). Reads
+the tars with ``tarfile`` and decodes JPEGs with Pillow; writes nothing but a JSON line: images, wall seconds
+since the interpreter started (imports and model loading included), wall and CPU seconds per phase, and with
+``--scores FILE`` every web caption's ITM score by key, for checking that the pipeline did the same work.
 
     python -m bench.floor --input 'shards/*.tar' --captioner DIR --itm DIR [--num-captions 2 --length 16]
 """
@@ -55,10 +55,11 @@ def read_samples(pattern: str):
                 yield key, image, members.get("txt", b"").decode()
 
 
-def caption(model, processor, images, args, torch) -> list[list[str]]:
-    inputs = processor(images=images, text=[args.prompt] * len(images), return_tensors="pt").to(model.device)
+def caption(model, processor, pixel_values, args, torch) -> list[list[str]]:
+    images = len(pixel_values)
+    inputs = processor.tokenizer([args.prompt.strip()] * images, return_tensors="pt").to(model.device)
     output = model.generate(
-        pixel_values=inputs["pixel_values"].to(model.dtype),
+        pixel_values=pixel_values,
         input_ids=inputs["input_ids"],
         attention_mask=inputs["attention_mask"],
         do_sample=True,
@@ -71,15 +72,20 @@ def caption(model, processor, images, args, torch) -> list[list[str]]:
     # generate() returns the prompt without its closing [SEP], then the new tokens.
     texts = processor.batch_decode(output[:, inputs["input_ids"].shape[1] - 1 :], skip_special_tokens=True)
     n = args.num_captions
-    return [texts[i * n : (i + 1) * n] for i in range(len(images))]
+    return [texts[i * n : (i + 1) * n] for i in range(images)]
 
 
-def match_scores(model, processor, images, candidates: list[list[str]], torch) -> list[list[float]]:
+def pixel_values(processor, images, model):
+    """``images`` resized and normalised by ``processor``'s image processor, in ``model``'s dtype and device."""
+    pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    return pixels.to(model.device, model.dtype)
+
+
+def match_scores(model, processor, pixel_values, candidates: list[list[str]], torch) -> list[list[float]]:
     """ITM match probabilities, each image's vision features computed once and shared by its candidates."""
     texts = [text for row in candidates for text in row]
-    inputs = processor(images=images, text=texts, padding="longest", truncation=True, return_tensors="pt")
-    inputs = inputs.to(model.device)
-    features = model.vision_model(pixel_values=inputs["pixel_values"].to(model.dtype)).last_hidden_state
+    inputs = processor.tokenizer(texts, padding="longest", truncation=True, return_tensors="pt").to(model.device)
+    features = model.vision_model(pixel_values=pixel_values).last_hidden_state
     owner = torch.tensor([i for i, row in enumerate(candidates) for _ in row], device=model.device)
     image_embeds = features[owner]
     states = model.text_encoder(
@@ -126,6 +132,7 @@ def main() -> None:
     captioner_processor = BlipProcessor.from_pretrained(args.captioner)
     itm = BlipForImageTextRetrieval.from_pretrained(args.itm, dtype=dtype).to(args.device).eval()
     itm_processor = BlipProcessor.from_pretrained(args.itm)
+    shared = captioner_processor.image_processor.to_dict() == itm_processor.image_processor.to_dict()
     phases.done("model load")
 
     samples = list(read_samples(args.input))
@@ -137,11 +144,14 @@ def main() -> None:
             phases.done("other")
             images = [Image.open(io.BytesIO(data)).convert("RGB") for _, data, _ in batch]
             phases.done("read and decode")
+            pixels = pixel_values(captioner_processor, images, captioner)
+            itm_pixels = pixels if shared else pixel_values(itm_processor, images, itm)
+            phases.done("pixels")
             torch.manual_seed(start)
-            synthetic = caption(captioner, captioner_processor, images, args, torch)
+            synthetic = caption(captioner, captioner_processor, pixels, args, torch)
             phases.done("caption")
             candidates = [list(dict.fromkeys([web, *texts])) for (_, _, web), texts in zip(batch, synthetic)]
-            scores = match_scores(itm, itm_processor, images, candidates, torch)
+            scores = match_scores(itm, itm_processor, itm_pixels, candidates, torch)
             phases.done("itm")
             web_scores.update({key: row[0] for (key, _, _), row in zip(batch, scores)})
     if args.scores:
