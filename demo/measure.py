@@ -90,6 +90,7 @@ def measure_models(
     noise_mix: dict[str, float] | None = None,
     similarities: dict | None = None,
     video: VideoConfig | None = None,
+    caption_below: float | None = None,
 ) -> dict:
     """Run CapFilt (policy ``best``, no web margin) over fresh demo samples and measure it against the truth.
 
@@ -103,6 +104,7 @@ def measure_models(
         similarities: similarity backends by name (``load_similarities``), each scoring the same candidates
             beside the ITM head; the selection still uses ITM.
         video: clips of the demo world instead of images, sampled and captioned as this config says.
+        caption_below: ``captioner.caption_below``: caption only images whose web caption scores under it.
 
     Returns:
         ``caption_exact`` (synthetic captions exactly right), ``caption_any`` (images with at least one
@@ -118,11 +120,16 @@ def measure_models(
     for start in range(0, samples, batch_size):
         keys = [f"eval_{i:06d}" for i in range(start, min(samples, start + batch_size))]
         batch = [demo_sample(key, rng, correct_fraction, noise_mix, video) for key in keys]
-        annotate.caption_batch(batch, captioner, seed + start, video.caption_frames if video else "spread")
+        frames = video.caption_frames if video else "spread"
+        states = None
+        if caption_below is None:
+            annotate.caption_batch(batch, captioner, seed + start, frames)
+        else:
+            states = annotate.caption_after_web_scores(batch, captioner, scorer, caption_below, seed + start, frames)
         # One backend per pass of the pipeline's own scoring (a sample holds one similarity); the ITM scores
         # each pass writes are the same.
         for name, similarity in similarities.items() or [(None, None)]:
-            annotate.score_batch(batch, scorer, similarity)
+            annotate.score_batch(batch, scorer, similarity, states=states)
             if name is not None:
                 cosines[name] += [(s.web_similarity, list(s.synthetic_similarities)) for s in batch]
         for sample in batch:

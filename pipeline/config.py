@@ -30,7 +30,8 @@ class CaptionerConfig:
     has no chat template (BLIP, BLIP-2, PaliGemma, Florence-2); ``instruction`` the user's words after the image
     when it has one (LLaVA, Qwen2-VL, ...). ``decoding``: ``nucleus`` (BLIP's, ``num_captions`` samples at
     ``top_p``), ``greedy`` (one caption) or ``beam`` (``num_captions`` beams). Lengths count generated tokens,
-    prompt excluded."""
+    prompt excluded. ``caption_below``: when set, the filter scores each web caption first and only images whose
+    web caption scores under it (or that have none) are captioned; None (the default) captions every image."""
 
     model: str = "Salesforce/blip-image-captioning-base"
     prompt: str = "a picture of "
@@ -41,9 +42,12 @@ class CaptionerConfig:
     min_length: int = 5
     max_length: int = 20
     batch_size: int = 16
+    caption_below: float | None = None
 
     def check(self) -> list[tuple[str, str]]:
+        skip = _range("caption_below", self.caption_below, -1.0, 1.0) if self.caption_below is not None else []
         return [
+            *skip,
             *_choice("decoding", self.decoding, DECODINGS),
             *_range("num_captions", self.num_captions, 0, 64),
             *_range("top_p", self.top_p, 1e-6, 1.0),

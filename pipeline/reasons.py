@@ -32,4 +32,5 @@ NOTES = {
     "member_too_large": "a member over decode.max_member_bytes, skipped unread",
     "duplicate_member_ignored": "a second member with the same key and extension",
     "text_truncated": "a candidate longer than the filter or similarity model reads, scored on its first tokens",
+    "captioning_skipped": "the web caption scored at least captioner.caption_below, so the image was not captioned",
 }

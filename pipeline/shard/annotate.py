@@ -64,11 +64,58 @@ def caption_batch(batch: list[Sample], captioner, seed: int, mode: str = "spread
         sample.synthetic = list(dict.fromkeys(captions)) if mode == "all" and sample.media == "video" else captions
 
 
-def score_batch(batch: list[Sample], scorer, similarity=None, keep_embeddings: bool = False, pixels=None) -> None:
+def caption_after_web_scores(
+    batch: list[Sample], captioner, scorer, below: float, seed: int, mode: str = "spread", pixels=None
+):
+    """``caption_batch`` for only the live samples whose web caption the filter scores under ``below`` (or that
+    have none): the filter scores every web caption first, and a sample it trusts that much keeps its web
+    caption unchallenged (noted ``captioning_skipped``). Returns the filter's vision states of the batch's live
+    frames, for ``score_batch`` to reuse; the web scores stay on the samples."""
+    live = [s for s in batch if s.live]
+    states = _vision_states(live, scorer, pixels)
+    with_web = [s for s in live if s.web_text]
+    if with_web:
+        clips, texts = [s.pictures for s in with_web], [[s.web_text] for s in with_web]
+        scores = scorer.score_clips(clips, texts, _rows(live, with_web, states))
+        for sample, (score,) in zip(with_web, scores, strict=True):
+            sample.web_score = score
+    trusted = [s for s in with_web if s.web_score >= below]
+    for sample in trusted:
+        sample.note("captioning_skipped", f"web score {sample.web_score:.4f}")
+    trusted_ids = {id(s) for s in trusted}
+    caption_batch([s for s in live if id(s) not in trusted_ids], captioner, seed, mode, pixels)
+    return states
+
+
+def _vision_states(live: list[Sample], scorer, pixels):
+    """The filter's vision states of every frame of ``live``, in order (an image is one frame)."""
+    if not live:
+        return None
+    frames = [frame for sample in live for frame in sample.pictures]
+    pictures = [(sample, frame) for sample in live for frame in range(len(sample.pictures))]
+    return scorer.vision_states(frames, pixels.of(scorer, pictures) if pixels else None)
+
+
+def _rows(live: list[Sample], chosen: list[Sample], states):
+    """The rows of ``states`` (one per frame of ``live``) that belong to ``chosen``, a sublist of ``live``."""
+    if states is None or not chosen:
+        return None
+    first, rows = 0, {}
+    for sample in live:
+        rows[id(sample)] = range(first, first + len(sample.pictures))
+        first += len(sample.pictures)
+    return states[[row for sample in chosen for row in rows[id(sample)]]]
+
+
+def score_batch(
+    batch: list[Sample], scorer, similarity=None, keep_embeddings: bool = False, pixels=None, states=None
+) -> None:
     """The filter's scores of every live sample's candidates (BLIP's ITM probability, or a dual encoder's), and
     their contrastive similarity when ``similarity`` is given (the filter's own head, when it is, starts from the
     filter's vision states). A video's frames go through the vision tower once each; its scores pool over them.
-    A candidate longer than a model reads is noted (``text_truncated``). ``pixels`` as ``caption_batch``'s."""
+    A candidate longer than a model reads is noted (``text_truncated``). ``pixels`` as ``caption_batch``'s.
+    ``states``: the filter's vision states of the live frames from ``caption_after_web_scores``, whose web scores
+    are kept, not computed again."""
     live = [s for s in batch if s.live]
     if not live:
         return
@@ -78,11 +125,20 @@ def score_batch(batch: list[Sample], scorer, similarity=None, keep_embeddings: b
     clips = [s.pictures for s in live]
     frames = [frame for clip in clips for frame in clip]
     pictures = [(sample, frame) for sample in live for frame in range(len(sample.pictures))]
-    states = scorer.vision_states(frames, pixels.of(scorer, pictures) if pixels else None)
-    for sample, texts, scores in zip(live, candidates, scorer.score_clips(clips, candidates, states), strict=True):
+    web_scored = states is not None
+    if states is None:
+        states = scorer.vision_states(frames, pixels.of(scorer, pictures) if pixels else None)
+    to_score = [
+        [t for t in texts if not (web_scored and t == s.web_text)] for s, texts in zip(live, candidates, strict=True)
+    ]
+    scored = scorer.score_clips(clips, to_score, states) if any(to_score) else [[] for _ in live]
+    for sample, texts, scores in zip(live, to_score, scored, strict=True):
         score_of = dict(zip(texts, scores, strict=True))
-        sample.web_score = score_of[sample.web_text] if sample.web_text else None
-        sample.synthetic_scores = [score_of[text] for text in sample.synthetic]
+        if not web_scored:
+            sample.web_score = score_of[sample.web_text] if sample.web_text else None
+        sample.synthetic_scores = [
+            sample.web_score if text == sample.web_text else score_of[text] for text in sample.synthetic
+        ]
     if similarity is None:
         return
     if similarity.reuses_vision_of(scorer):

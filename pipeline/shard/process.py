@@ -10,7 +10,7 @@ from ..config import RunConfig
 from ..policy import decide
 from ..resume import recorded_settings
 from ..stats import Stats
-from .annotate import batch_seed, caption_batch, score_batch
+from .annotate import batch_seed, caption_after_web_scores, caption_batch, score_batch
 from .batches import prepared_batches
 from .pixels import SharedPixels
 from .prefetch import prefetch
@@ -71,10 +71,14 @@ def _annotated_batches(
         pixels = SharedPixels(models.seeing_pixels(), pool, decode_threads)
         ready = prepared_batches(samples, config, pixels, pool, decode_threads)
         for index, batch in enumerate(prefetch(ready, config.runtime.prefetch_batches)):
-            seed = batch_seed(config.seed, name, index)
-            caption_batch(batch, models.captioner, seed, config.video.caption_frames, pixels)
+            seed, frames = batch_seed(config.seed, name, index), config.video.caption_frames
+            below, states = config.captioner.caption_below, None
+            if below is None:
+                caption_batch(batch, models.captioner, seed, frames, pixels)
+            else:
+                states = caption_after_web_scores(batch, models.captioner, models.scorer, below, seed, frames, pixels)
             interrupt.raise_if_stopping()  # between the model stages too: a batch of a large model takes a while
-            score_batch(batch, models.scorer, models.similarity, config.similarity.embeddings, pixels)
+            score_batch(batch, models.scorer, models.similarity, config.similarity.embeddings, pixels, states)
             f = config.filter
             for sample in batch:
                 decide(sample, f.policy, f.threshold, f.web_margin, f.score)
