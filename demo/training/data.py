@@ -93,18 +93,18 @@ def caption_batch(processor, rng: random.Random, batch_size: int):
     return pixel_values, input_ids, encoded.attention_mask, labels
 
 
-def captioner_mistakes(captioner, images: int, rng: random.Random, batch_size: int = 64, pixels=None) -> list:
+def captioner_mistakes(captioner, images: int, rng: random.Random, batch_size: int = 64, image_processor=None) -> list:
     """The captioner's own wrong captions on ``images`` fresh training images: the errors the filter will meet
     in the pipeline. ``captioner`` is a ``Captioner`` or ``VlmCaptioner`` with the recommended sampling
     settings, each batch sampled with a seed drawn from ``rng``. Returns ``(scene, pixel_values, [wrong,
-    ...])`` per image that has at least one wrong caption, the pixels made by ``pixels`` (the filter's image
-    processor; default: the captioner's processor, which the BLIP pair shares)."""
-    pixels = pixels or captioner.processor
+    ...])`` per image that has at least one wrong caption, the pixels made by ``image_processor`` (the
+    filter's; default: the captioner's processor, which the BLIP pair shares)."""
+    image_processor = image_processor or captioner.processor
     pool = []
     for start in range(0, images, batch_size):
         scenes, batch = draw_images(rng, min(batch_size, images - start))
         captions = captioner.caption(batch, seed=rng.randrange(2**31))
-        pixel_values = pixels(images=batch, return_tensors="pt").pixel_values
+        pixel_values = image_processor(images=batch, return_tensors="pt").pixel_values
         for scene, pixels, group in zip(scenes, pixel_values, captions):
             truth = world.normalise(world.canonical_caption(scene))
             wrong = sorted({c for c in group if world.normalise(c) != truth})

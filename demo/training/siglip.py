@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from .. import world
-from . import tiny
+from . import tiny, vlm
 from .data import captioner_mistakes, draw_images, negative_caption
 from .loops import optimise
 from .vlm import VLM_HIDDEN, VLM_LAYERS, vision_config
@@ -61,7 +61,7 @@ def build_filter(captioner, seed: int, hidden: int = VLM_HIDDEN, layers: int = V
     ``LlavaForConditionalGeneration`` from ``vlm.build_captioner``); the attention-pooling head, the text tower,
     the temperature and the bias start fresh (SigLIP's initial temperature 10 and bias -10)."""
     import torch
-    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
+    from transformers import SiglipConfig, SiglipModel, SiglipProcessor
 
     tokenizer = tiny.retokenized(list(world.VOCABULARY), model_input_names=["input_ids"], model_max_length=TEXT_TOKENS)
     text = dict(
@@ -85,9 +85,7 @@ def build_filter(captioner, seed: int, hidden: int = VLM_HIDDEN, layers: int = V
     missing, unexpected = model.vision_model.load_state_dict(source, strict=False)
     if unexpected or any(not name.startswith("head.") for name in missing):
         raise ValueError(f"captioner and filter vision towers differ: missing {missing}, unexpected {unexpected}")
-    side = captioner.config.vision_config.image_size
-    image_processor = SiglipImageProcessor(size={"height": side, "width": side})
-    return model, SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    return model, SiglipProcessor(image_processor=vlm.image_processor(), tokenizer=tokenizer)
 
 
 def filter_texts(scenes, picked, negatives: int, rng: random.Random) -> tuple[list[str], list[int]]:
@@ -129,7 +127,7 @@ def train_filter(model, processor, captioner, recipe: SiglipRecipe, rng: random.
 
     start = time.time()
     image_processor, tokenizer = processor.image_processor, processor.tokenizer
-    mistakes = captioner_mistakes(captioner, recipe.mistake_images, rng, pixels=image_processor)
+    mistakes = captioner_mistakes(captioner, recipe.mistake_images, rng, image_processor=image_processor)
     if recipe.freeze_vision:
         model.vision_model.requires_grad_(False)
         model.vision_model.head.requires_grad_(True)
