@@ -12,7 +12,9 @@ sampled by the pipeline's ``Captioner``, and the filter's training forward is ``
 
 The files: ``data`` (what each step trains on), ``build`` (the models before training, and saving them),
 ``loops`` (the two training loops), ``itc`` (the filter's ITC projections, on its frozen towers), ``clip`` (the
-tiny CLIP), ``card`` (the model card), ``__main__`` (the command). ``itc`` and ``clip`` train with CLIP's InfoNCE
+tiny CLIP), ``card`` (the model card), ``record`` (each model's ``training.json``), ``__main__`` (the command).
+The second pair (``models/embedded/{vlm-captioner,siglip}``, ``python -m capfilt.demo.training.vlm_pair``):
+``vlm`` (the LLaVA-shaped captioner), ``siglip`` (its SigLIP filter), ``vlm_pair`` (their command and card). ``itc`` and ``clip`` train with CLIP's InfoNCE
 through ``demo.contrastive.fit``, the loop the retrieval evaluation trains with. Measuring the models
 is not training and lives in ``capfilt.demo.measure``, which ships; this subpackage does not (setup.py leaves it
 out of the wheel): workers never train, and it reproduces package data from a source checkout.
