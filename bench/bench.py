@@ -220,7 +220,10 @@ def per_image(args) -> None:
             seconds, cpu = {}, {}
             for side, n in runs if round_ % 2 == 0 else runs[::-1]:
                 command = default_commands(args, patterns[n], work / "out", dtype)[side]
-                seconds[side, n] = measured(command)[0]
+                if side == 1:  # a variant of the pipeline's defaults being tried, if any
+                    command += [item for setting in args.set for item in ("--set", setting)]
+                env = {**os.environ, **dict(item.split("=", 1) for item in args.env)} if side == 1 else None
+                seconds[side, n] = measured(command, env=env)[0]
                 cpu[side, n] = LAST_CPU_SECONDS[0]
             slope = {side: (seconds[side, large] - seconds[side, small]) / (large - small) for side in (0, 1)}
             fixed = {side: seconds[side, small] - slope[side] * small for side in (0, 1)}
@@ -439,6 +442,8 @@ def main() -> None:
     add_run_arguments(per)
     per.add_argument("--images", type=int, nargs=2, default=[32, 96], help="the two counts the slope runs between")
     per.add_argument("--dtypes", nargs="+", default=["auto", "float32"])
+    per.add_argument("--set", action="append", default=[], help="KEY=VALUE for the pipeline only (a variant)")
+    per.add_argument("--env", action="append", default=[], help="NAME=VALUE in the pipeline's environment")
     m = commands.add_parser("memory")
     m.add_argument("--per-shard", type=int, default=256)
     w = commands.add_parser("workers")
