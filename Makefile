@@ -51,3 +51,32 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(OPENCLIP_VENV) $(FAISS_VENV) capfilt-demo build *.egg-info
+
+# Wheels a lent GPU machine lacks to run `capfilt run` and bench/ (issue 30): it has Python 3.12 with torch,
+# transformers, tokenizers, safetensors, accelerate, numpy, pyarrow, pillow, pyyaml, protobuf, grpcio, requests,
+# python-dateutil, sortedcontainers, packaging and pyparsing, but no network. apache-beam at .venv's version and
+# the needs of it and of capfilt that the machine lacks, each pinned to .venv's version (update with .venv) but
+# proto-plus (1.29 asks protobuf>=6.33.5; 1.26 takes 3.19 to 6.x), with --no-deps: the full closure would bring
+# numpy, pyarrow and grpcio again. In a Python 3.12 venv holding the machine's packages,
+# `pip install --dry-run --no-index --find-links .gpu-wheels apache-beam webdataset braceexpand` wants these 17. av (PyAV, video only) is left out: its
+# wheel alone is about 35 MB and the tree that travels has a 64 MiB limit. fallback/ holds protobuf and
+# python-dateutil (small), installed there only where the machine's own is outside apache-beam's range (protobuf
+# 7 and python-dateutil 4 are out; numpy 2.5, pyarrow 26 and pillow 13 too, but those are too large to carry, and
+# the session reports them). bench/gpu_session.sh installs them offline.
+GPU_WHEELS := .gpu-wheels
+GPU_WHEEL_PACKAGES := apache-beam==2.77.0 beartype==0.22.9 cryptography==50.0.2 cffi==2.1.1 pycparser==3.12 \
+	fastavro==1.13.1 fasteners==0.20 httplib2==0.32.1 jsonpickle==4.1.4 objsize==0.7.1 proto-plus==1.26.1 \
+	pymongo==4.20.1 dnspython==2.9.2 pytz==2026.6 zstandard==0.25.0 webdataset==1.0.2 braceexpand==0.1.7
+GPU_FALLBACK_PACKAGES := protobuf==6.33.6 python-dateutil==2.9.0.post0
+GPU_PIP_DOWNLOAD := $(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+	--implementation cp --abi cp312 --abi abi3 --abi none --platform manylinux2014_x86_64 \
+	--platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_34_x86_64 --platform any
+
+.PHONY: gpu-kit
+gpu-kit:
+	rm -rf $(GPU_WHEELS)
+	$(GPU_PIP_DOWNLOAD) -d $(GPU_WHEELS) $(GPU_WHEEL_PACKAGES)
+	$(GPU_PIP_DOWNLOAD) -d $(GPU_WHEELS)/fallback $(GPU_FALLBACK_PACKAGES)
+	@du -sh $(GPU_WHEELS)
+	@git ls-files -co --exclude-standard -z | xargs -0 stat -c %s 2>/dev/null | awk -v w=$$(du -sb $(GPU_WHEELS) | cut -f1) \
+		'{ s += $$1 } END { t = (s + w) / 1048576; printf "travels with carry [\"$(GPU_WHEELS)\"]: %.1f MiB (limit 64)\n", t; exit t > 62 }'
