@@ -9,7 +9,8 @@ each sample goes to its nearest centroid, and only inside a cluster are cosines 
 ≥ 1 − ε are linked, and a group is a connected set of links. A cluster over ``MAX_CLUSTER`` samples is split
 by hyperplanes through its centroid (a copy lies on the same side of each as its original, but for copies close
 to a plane), so no worker holds more than a split cluster. Copies that fall into two clusters or two splits are
-the method's known misses.
+the method's known misses. The shuffle that brings a cluster together carries references to blocks of vectors
+each shard wrote once (``spilled_clusters``), not the vectors.
 
 Sums are exact (embeddings are float16; scaled by 2**24 they are integers, summed as int64), so the centroids,
 and everything after them, do not depend on how the runner bundled or merged the work.
@@ -236,11 +237,9 @@ def split_bits(size: int) -> int:
     return 0 if size <= MAX_CLUSTER else math.ceil(math.log2(size / MAX_CLUSTER))
 
 
-def keyed_batches(vectors: Vectors, centroids: np.ndarray, counts: np.ndarray, seed: int):
-    """``((cluster, split), (members, float16 vectors))`` for each (split) cluster the shard's selectable samples
-    fall in: one element per cluster and shard, so the shuffle carries arrays, not a Python object per sample."""
-    if not len(vectors):
-        return
+def cluster_splits(vectors: Vectors, centroids: np.ndarray, counts: np.ndarray, seed: int) -> np.ndarray:
+    """Each of the shard's samples' ``(cluster, split)``, as rows of an int64 array: its nearest centroid, and
+    which side of its cluster's splitting planes it lies on (0 where the cluster needs no split)."""
     unit = vectors.unit
     assigned = nearest(unit, centroids)
     bits = np.array([split_bits(int(c)) for c in counts])[assigned]
@@ -248,15 +247,70 @@ def keyed_batches(vectors: Vectors, centroids: np.ndarray, counts: np.ndarray, s
     sides = (unit.astype(np.float64) - centroids[assigned]) @ planes.T > 0  # (samples, planes)
     used = np.arange(planes.shape[0]) < bits[:, None]  # a row uses as many planes as its cluster needs
     splits = (sides & used) @ (1 << np.arange(planes.shape[0], dtype=np.int64)) if planes.shape[0] else bits * 0
-    for cluster, split in sorted(set(zip(assigned.tolist(), np.asarray(splits).tolist(), strict=True))):
-        rows = np.flatnonzero((assigned == cluster) & (splits == split))
-        yield (cluster, split), (vectors.members(rows), vectors.embeddings[rows])
+    return np.stack([assigned, np.asarray(splits, dtype=np.int64)], axis=1)
 
 
-def linked_batches(batches, eps: float) -> list[tuple[str, tuple[str, str]]]:
-    """``linked_duplicates`` of one (split) cluster given as the shards' batches from ``keyed_batches``."""
-    members = [(*m, v) for found, vectors in batches for m, v in zip(found, vectors, strict=True)]
-    return linked_duplicates(members, eps)
+# The shuffle carries where each (split) cluster's vectors are, not the vectors: each shard's are written once,
+# cluster by cluster, to a file under the output's temporary folder (which the report removes), and the linking
+# stage reads the blocks of one cluster. A runner whose shuffle lives in its own process (the local ones) then
+# holds a few numbers per cluster and shard rather than every sample's vector, and no worker more than one
+# (split) cluster. A block is the rows' float16 vectors, float64 best scores, int32 key lengths, then the keys.
+
+
+def spill_path(output_dir: str, shard: str) -> str:
+    digest = hashlib.sha256(shard.encode()).hexdigest()[:20]  # a flat, safe name whatever the shard's
+    return storage.join(storage.join(output_dir, storage.TEMP_DIR), f"dedup-vectors.{digest}")
+
+
+def spilled_clusters(vectors: Vectors, centroids: np.ndarray, counts: np.ndarray, seed: int, output_dir: str):
+    """Write the shard's selectable samples grouped by (split) cluster to ``spill_path`` and yield
+    ``((cluster, split), (shard, path, offset, rows, dimension, size))`` for each block of it."""
+    if not len(vectors):
+        return
+    places = cluster_splits(vectors, centroids, counts, seed)
+    order = np.lexsort((np.arange(len(vectors)), places[:, 1], places[:, 0]))
+    path = spill_path(output_dir, vectors.shard)
+    blocks, refs, offset = [], [], 0
+    starts = np.flatnonzero(np.r_[True, np.any(np.diff(places[order], axis=0) != 0, axis=1)])
+    for start, stop in zip(starts, np.r_[starts[1:], len(order)], strict=True):
+        rows = order[start:stop]
+        keys = [vectors.keys[i].encode() for i in rows]
+        block = b"".join(
+            [
+                np.ascontiguousarray(vectors.embeddings[rows], np.float16).tobytes(),
+                np.asarray(vectors.best[rows], np.float64).tobytes(),
+                np.array([len(k) for k in keys], np.int32).tobytes(),
+                *keys,
+            ]
+        )
+        cluster, split = (int(v) for v in places[rows[0]])
+        refs.append(
+            ((cluster, split), (vectors.shard, path, offset, len(rows), vectors.embeddings.shape[1], len(block)))
+        )
+        blocks.append(block)
+        offset += len(block)
+    storage.write_bytes(path, b"".join(blocks), output_dir)
+    yield from refs
+
+
+def read_block(ref: tuple) -> list[tuple]:
+    """The ``(rank, shard, key, vector)`` of one block ``spilled_clusters`` wrote."""
+    shard, path, offset, rows, dimension, size = ref
+    with storage.open_raw(path) as handle:
+        handle.seek(offset)
+        data = handle.read(size)
+    vectors = np.frombuffer(data, np.float16, rows * dimension).reshape(rows, dimension)
+    at = rows * dimension * 2
+    best = np.frombuffer(data, np.float64, rows, at)
+    lengths = np.frombuffer(data, np.int32, rows, at + rows * 8)
+    ends = at + rows * 12 + np.cumsum(lengths)
+    keys = [data[end - length : end].decode() for end, length in zip(ends.tolist(), lengths.tolist(), strict=True)]
+    return [(_rank(float(b), shard, k), shard, k, v) for b, k, v in zip(best, keys, vectors, strict=True)]
+
+
+def linked_blocks(refs, eps: float) -> list[tuple[str, tuple[str, str]]]:
+    """``linked_duplicates`` of one (split) cluster, read from its blocks in every shard."""
+    return linked_duplicates([member for ref in refs for member in read_block(ref)], eps)
 
 
 def linked_duplicates(members: list[tuple], eps: float) -> list[tuple[str, tuple[str, str]]]:
@@ -301,9 +355,9 @@ class SemanticDuplicates(beam.PTransform):
     """Shard names in; ``(shard, (key, kept))`` out for every sample whose image embedding links it (cosine
     ≥ 1 − ``eps``, inside its cluster) to a better-ranked sample of the pool."""
 
-    def __init__(self, config, eps: float, seed: int = 0):
+    def __init__(self, config, eps: float, output_dir: str, seed: int = 0):
         super().__init__()
-        self.config, self.eps, self.seed = config, eps, seed
+        self.config, self.eps, self.output_dir, self.seed = config, eps, output_dir, seed
 
     def expand(self, names):
         seed, config = self.seed, self.config
@@ -332,10 +386,11 @@ class SemanticDuplicates(beam.PTransform):
             | "SumFinal" >> beam.CombineGlobally(_SumClusters())
             | "Sizes" >> beam.Map(lambda totals: totals[1] if totals is not None else np.zeros(0, np.int64))
         )
-        keyed = per_shard(keyed_batches)
+        spilled = per_shard(spilled_clusters)
         return (
             names
-            | "KeyByCluster" >> beam.FlatMap(keyed, AsSingleton(centroids), AsSingleton(counts), seed)
+            | "SpillByCluster"
+            >> beam.FlatMap(spilled, AsSingleton(centroids), AsSingleton(counts), seed, self.output_dir)
             | "GroupByCluster" >> beam.GroupByKey()
-            | "LinkInCluster" >> beam.FlatMap(lambda item, eps: linked_batches(item[1], eps), self.eps)
+            | "LinkInCluster" >> beam.FlatMap(lambda item, eps: linked_blocks(item[1], eps), self.eps)
         )

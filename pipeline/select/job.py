@@ -23,7 +23,7 @@ from .shard import SelectShardFn, selection_keys
 def build(p: beam.Pipeline, config: SelectConfig, output_dir: str, overwrite: bool):
     """Wire the selection into ``p``; returns the PCollection of summed stats."""
     names = p | "ListShards" >> beam.Create(config.names)
-    shards = with_duplicates(names, config)
+    shards = with_duplicates(names, config, output_dir)
     if config.keep_fraction is None:
         cut = p | "Threshold" >> beam.Create([Cut(threshold=config.threshold)])
     else:
@@ -38,14 +38,14 @@ def build(p: beam.Pipeline, config: SelectConfig, output_dir: str, overwrite: bo
     return write_shards(shards, "SelectShards", select, _write_report, [cut], [cut, config, output_dir])
 
 
-def with_duplicates(names, config: SelectConfig):
+def with_duplicates(names, config: SelectConfig, output_dir: str):
     """``(name, {key: kept copy})`` for every shard name: its samples that ``--dedup`` found to be copies."""
     if config.dedup is None:
         return names | "NoDuplicates" >> beam.Map(lambda name: (name, {}))
     if config.dedup == "exact":
         pairs = names | "Exact" >> ExactDuplicates(config)
     else:
-        pairs = names | "Semantic" >> SemanticDuplicates(config, config.dedup_eps, config.seed)
+        pairs = names | "Semantic" >> SemanticDuplicates(config, config.dedup_eps, output_dir, config.seed)
     keyed = names | "KeyNames" >> beam.Map(lambda name: (name, None))
     return (
         {"names": keyed, "duplicates": pairs}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from capfilt.cli import main
+from capfilt.pipeline import storage
 from capfilt.pipeline.select import dedup
 from tests.helpers import image_bytes, outputs, rows, run, write_shard
 
@@ -134,6 +135,7 @@ def test_semantic_groups_match_brute_force_and_keep_fraction_counts_the_survivor
             name = f"{row['shard']}/{row['key']}"
             if name != winner:
                 assert (decided[name]["status"], decided[name]["duplicate_of"]) == ("duplicate", winner)
+    assert not (out / storage.TEMP_DIR).exists()  # the blocks the grouping spilled went with the run
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["select"]["pool"] == len(groups)  # the fraction is of the survivors
     assert report["totals"]["kept"] == -(-len(groups) // 2)
@@ -212,3 +214,27 @@ def test_linking_in_blocks_and_a_flood_of_one_image_give_the_brute_force_groups(
     monkeypatch.setattr(dedup, "COSINE_FLOATS", 64)  # a few rows of the matrix at a time
     found = {key: kept for _, (key, kept) in dedup.linked_duplicates(members, 0.01)}
     assert found == expected and len(found) >= 10 + 300
+
+
+def test_each_shard_spills_its_clusters_once_and_the_blocks_give_back_every_sample(tmp_path):
+    rng = np.random.default_rng(1)
+    keys = ["a", "ключ-2", "with space", "x" * 40, "b.c", "000", "z", "émoji 🙂"]
+    embeddings = rng.standard_normal((len(keys), 8))
+    embeddings = (embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)).astype(np.float16)
+    best = rng.random(len(keys))
+    vectors = dedup.Vectors("sub/00001", keys, best, embeddings)
+    centroids = embeddings[:3].astype(np.float64)
+    refs = list(dedup.spilled_clusters(vectors, centroids, np.array([3, 3, 2]), 0, str(tmp_path)))
+    # What goes through the shuffle names a block; it holds no vector.
+    assert all(isinstance(x, (str, int)) for _, ref in refs for x in ref)
+    assert len({ref[1] for _, ref in refs}) == 1  # one file per shard
+    back = {}
+    for (cluster, _), ref in refs:
+        members = dedup.read_block(ref)
+        assert set(dedup.nearest(np.stack([m[3] for m in members]).astype(np.float32), centroids)) == {cluster}
+        back.update({m[2]: m for m in members})
+    assert sorted(back) == sorted(keys)
+    for i, key in enumerate(keys):
+        rank, shard, _, vector = back[key]
+        assert rank == (-float(best[i]), "sub/00001", key) and shard == "sub/00001"
+        assert vector.tobytes() == embeddings[i].tobytes()
