@@ -25,8 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
 from PIL import Image, ImageDraw
 
+from capfilt.pipeline.config import PACKAGED_CONFIG
 from capfilt.pipeline.cores import usable_cores
 from capfilt.pipeline.shard.tar_writer import DeterministicTarWriter
 
@@ -194,9 +196,14 @@ def throughput(args) -> None:
 def default_commands(args, pattern: str, out: Path, dtype: str) -> tuple[list[str], list[str]]:
     """The floor's command and the pipeline's at the pipeline's default settings: only what fixes the work is
     set (the models, ``--num-captions`` captions of exactly ``--max-length`` tokens, every candidate scored and
-    nothing dropped, the dtype); batch sizes, threads and prefetching are what a user gets."""
-    sets = [*work_settings(args), "filter.policy=score_only", f"runtime.dtype={dtype}"]
-    return floor_command(args, pattern, usable_cores(), resolved_dtype(dtype)), pipeline_command(pattern, out, sets)
+    nothing dropped, the dtype); batch sizes, threads and prefetching are what a user gets: the configuration's
+    ``defaults``, not the ``demo`` pipeline's (which ``capfilt run`` runs unless named another), whose batches
+    are sized for its tiny models."""
+    defaults = yaml.safe_load(PACKAGED_CONFIG.read_text(encoding="utf-8"))["defaults"]
+    batches = [f"{role}.batch_size={defaults[role]['batch_size']}" for role in ("captioner", "filter")]
+    sets = [*work_settings(args), *batches, "filter.policy=score_only", f"runtime.dtype={dtype}"]
+    floor = floor_command(args, pattern, usable_cores(), resolved_dtype(dtype))
+    return floor, pipeline_command(pattern, out, sets)
 
 
 def spread(values: list[float]) -> str:
@@ -280,7 +287,10 @@ def profile(args) -> None:
     tree's, start and exit included."""
     work = Path(tempfile.mkdtemp(prefix="capfilt-bench-"))
     pattern = write_shards(work / "in", args.shards, args.images // args.shards)
-    floor, pipeline = throughput_commands(args, pattern, work / "out", work / "floor_scores.json")
+    if args.defaults:  # the pipeline as users run it: its own batch sizes, threads and prefetching
+        floor, pipeline = default_commands(args, pattern, work / "out", args.dtype)
+    else:
+        floor, pipeline = throughput_commands(args, pattern, work / "out", work / "floor_scores.json")
     phases_file = work / "phases.json"
     pipeline = [sys.executable, "-m", "bench.profile_run", str(phases_file), *pipeline[3:]]
     rounds: dict[str, list[dict]] = {"floor": [], "pipeline": [], "floor CPU": [], "pipeline CPU": []}
@@ -396,6 +406,64 @@ def precision(args) -> None:
     print(f"bfloat16 vs float32 ITM score: mean |diff| {sum(drift) / len(drift):.4f}, max |diff| {max(drift):.4f}")
 
 
+def batch_cost(args) -> None:
+    """Seconds per image of each model pass at each batch size, in this process through the pipeline's own
+    wrappers (pixels made once, as the pipeline makes them ahead): captioning (``--num-captions`` of
+    ``--max-length`` tokens) per ``captioner.batch_size``, the ITM vision pass and text pass (three candidates per
+    image) per ``filter.batch_size``. Rounds interleave the sizes; medians and spread. On a CPU this is what sets
+    the default batch sizes: larger batches are not cheaper per image there."""
+    import torch
+
+    from capfilt.models.captioner import Captioner
+    from capfilt.models.itm import ItmScorer
+    from capfilt.models.loading import resolve_dtype
+
+    torch.set_num_threads(args.threads or usable_cores())
+    dtype = resolve_dtype(args.dtype, "cpu")
+    rng = random.Random(0)
+    images = [Image.open(io.BytesIO(photo(rng))).convert("RGB") for _ in range(args.images)]
+    captioner = Captioner.from_pretrained(
+        args.captioner,
+        dtype=dtype,
+        num_captions=args.num_captions,
+        min_length=args.max_length,
+        max_length=args.max_length,
+    )
+    scorer = ItmScorer.from_pretrained(args.itm, dtype=dtype)
+    pixels = captioner.image_processor(images, return_tensors="pt")["pixel_values"]
+    texts = [[f"a photo of a red cat number {i}", "a picture of a small dog on the grass", "blue"] for i in images]
+    features = scorer.vision_states(images, pixel_values=pixels)
+
+    def captioning(size):
+        for start in range(0, len(images), size):
+            chunk = images[start : start + size]
+            captioner.caption(chunk, seed=start, pixel_values=pixels[start : start + size])
+
+    def vision(size):
+        scorer.batch_size = size
+        scorer.vision_states(images, pixel_values=pixels)
+
+    def text(size):
+        scorer.batch_size = size
+        scorer.score(images, texts, vision_states=features)
+
+    passes = {"caption": (captioning, args.caption_sizes), "itm vision": (vision, args.filter_sizes)}
+    passes["itm text"] = (text, args.filter_sizes)
+    seconds = {(name, size): [] for name, (_, sizes) in passes.items() for size in sizes}
+    for round_ in range(args.repeat):
+        for name, (run, sizes) in passes.items():
+            for size in sizes if round_ % 2 == 0 else sizes[::-1]:
+                started = time.monotonic()
+                run(size)
+                seconds[name, size].append((time.monotonic() - started) / len(images))
+        print(f"round {round_ + 1} done (load {load_average():.2f})", flush=True)
+    print(f"| pass ({dtype}, {torch.get_num_threads()} threads) | batch size | s per image, median (min, max) |")
+    print("| --- | --- | --- |")
+    for (name, size), values in seconds.items():
+        unit = "pairs" if name == "itm text" else "images"
+        print(f"| {name} | {size} {unit} | {spread(values)} |")
+
+
 def itm_cost(args) -> None:
     """What each extra candidate caption costs, against a full image-text pair (one candidate per image)."""
     from capfilt.models.itm import ItmScorer
@@ -438,6 +506,9 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("throughput", "profile", "dtype-speed"):
         add_run_arguments(commands.add_parser(name))
+    commands.choices["profile"].add_argument(
+        "--defaults", action="store_true", help="the pipeline at its default batch sizes, threads and prefetching"
+    )
     per = commands.add_parser("per-image", conflict_handler="resolve")
     add_run_arguments(per)
     per.add_argument("--images", type=int, nargs=2, default=[32, 96], help="the two counts the slope runs between")
@@ -453,6 +524,17 @@ def main() -> None:
     p.add_argument("--captioner", required=True)
     p.add_argument("--itm", required=True)
     p.add_argument("--images", type=int, default=16)
+    b = commands.add_parser("batch-cost")
+    b.add_argument("--captioner", required=True)
+    b.add_argument("--itm", required=True)
+    b.add_argument("--images", type=int, default=48)
+    b.add_argument("--num-captions", type=int, default=2)
+    b.add_argument("--max-length", type=int, default=16)
+    b.add_argument("--dtype", default="auto")
+    b.add_argument("--threads", type=int, default=0)
+    b.add_argument("--repeat", type=int, default=3)
+    b.add_argument("--caption-sizes", type=int, nargs="+", default=[4, 8, 16, 24])
+    b.add_argument("--filter-sizes", type=int, nargs="+", default=[8, 16, 24, 32, 48])
     c = commands.add_parser("itm-cost")
     c.add_argument("--itm", required=True)
     c.add_argument("--images", type=int, default=8)
@@ -468,6 +550,7 @@ def main() -> None:
         "workers": workers,
         "precision": precision,
         "itm-cost": itm_cost,
+        "batch-cost": batch_cost,
     }
     run[args.command](args)
     print(f"(benchmark took {time.monotonic() - started:.0f} s)")

@@ -41,7 +41,7 @@ class CaptionerConfig:
     top_p: float = 0.9
     min_length: int = 5
     max_length: int = 20
-    batch_size: int = 16
+    batch_size: int = 8
     caption_below: float | None = None
 
     def check(self) -> list[tuple[str, str]]:
@@ -69,7 +69,7 @@ class FilterConfig:
     policy: str = "best"
     score: str = "itm"
     web_margin: float = 0.0
-    batch_size: int = 32
+    batch_size: int = 24
     max_text_tokens: int | None = None
 
     def check(self) -> list[tuple[str, str]]:
