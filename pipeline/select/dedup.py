@@ -117,10 +117,6 @@ class Vectors:
     def unit(self) -> np.ndarray:
         return self.embeddings.astype(np.float32)
 
-    def members(self, rows) -> list[tuple]:
-        """``(rank, shard, key)`` of the given rows."""
-        return [(_rank(float(self.best[i]), self.shard, self.keys[i]), self.shard, self.keys[i]) for i in rows]
-
 
 def read_vectors(name: str, config) -> Vectors:
     rows, best, kept_index = selectable_rows(config, name, [])
