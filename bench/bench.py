@@ -431,7 +431,10 @@ def batch_cost(args) -> None:
     )
     scorer = ItmScorer.from_pretrained(args.itm, dtype=dtype)
     pixels = captioner.image_processor(images, return_tensors="pt")["pixel_values"]
-    texts = [[f"a photo of a red cat number {i}", "a picture of a small dog on the grass", "blue"] for i in images]
+    texts = [
+        [f"a photo of a red cat number {i}", "a picture of a small dog on the grass", "blue"]
+        for i in range(len(images))
+    ]
     features = scorer.vision_states(images, pixel_values=pixels)
 
     def captioning(size):
