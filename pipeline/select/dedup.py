@@ -5,12 +5,15 @@ the copy with the best chosen score kept (ties to the smallest shard and key); t
 
 ``semantic`` (SemDeDup, Abbas et al. 2023): spherical k-means over the image embeddings the scored run wrote,
 each Lloyd iteration a Beam combine of per-shard sums, seeded by k-means++ on a seeded sample of the pool; then
-each sample goes to its nearest centroid, and only inside a cluster are cosines compared: samples at cosine
-≥ 1 − ε are linked, and a group is a connected set of links. A cluster over ``MAX_CLUSTER`` samples is split
-by hyperplanes through its centroid (a copy lies on the same side of each as its original, but for copies close
-to a plane), so no worker holds more than a split cluster. Copies that fall into two clusters or two splits are
-the method's known misses. The shuffle that brings a cluster together carries references to blocks of vectors
-each shard wrote once (``spilled_clusters``), not the vectors.
+each sample goes to its nearest centroid, and only inside a cluster are cosines compared. Groups are stars, not
+connected sets, so they cannot chain (A near B and B near C put no A beside a C far from it): the cluster's
+samples are taken best-ranked first, and one at cosine ≥ 1 − ε to a sample already kept is a duplicate of the
+best-ranked such one; any other is kept. Every duplicate is then that close to the sample its ``duplicate_of``
+names, which a user can check. A cluster over ``MAX_CLUSTER`` samples is split by hyperplanes through its
+centroid (a copy lies on the same side of each as its original, but for copies close to a plane), so no worker
+holds more than a split cluster. Copies that fall into two clusters or two splits are the method's known
+misses. The shuffle that brings a cluster together carries references to blocks of vectors each shard wrote
+once (``spilled_clusters``), not the vectors.
 
 Sums are exact (embeddings are float16; scaled by 2**24 they are integers, summed as int64), so the centroids,
 and everything after them, do not depend on how the runner bundled or merged the work.
@@ -42,8 +45,12 @@ FIXED_POINT = float(1 << 24)  # float16 values times this are integers
 
 # ε by the scored run's ``similarity.model`` (what made the image embeddings). The demo's own are measured
 # (``bench/dedup_eps.py`` and ``eval`` of injected copies, README "Deduplication"): the ε that finds ≥ 95% of
-# copies with the fewest merges of other scenes, which their tiny towers put about as close as a copy. A real CLIP or
-# SigLIP checkpoint gets 0.01, the ε NeMo Curator's semantic dedup configuration extracts at.
+# copies with the fewest merges of other scenes, which their tiny towers put about as close as a copy. Star groups
+# left both at 0.001: with ``embedded:clip``, 0.0007 merges one scene fewer on the seed-0 demo world but as many on
+# seed 1, and finds only 0.919 of ``bench/dedup_eps.py``'s re-encoded and resized copies; larger ε merge more. With
+# ``itc`` no ε finds 95% of injected copies on both worlds (0.946 and 0.923 at 0.001, 0.962 and 0.946 at 0.0012 with
+# more scenes merged), since a copy further than ε from the kept one is no longer reached through another. A real
+# CLIP or SigLIP checkpoint gets 0.01, the ε NeMo Curator's semantic dedup configuration extracts at.
 DEFAULT_EPS = {"embedded:clip": 0.001, "itc": 0.001}
 FALLBACK_EPS = 0.01
 
@@ -304,52 +311,62 @@ def read_block(ref: tuple) -> list[tuple]:
     return [(_rank(float(b), shard, k), shard, k, v) for b, k, v in zip(best, keys, vectors, strict=True)]
 
 
-def linked_blocks(refs, eps: float) -> list[tuple[str, tuple[str, str]]]:
-    """``linked_duplicates`` of one (split) cluster, read from its blocks in every shard."""
-    return linked_duplicates([member for ref in refs for member in read_block(ref)], eps)
+def star_blocks(refs, eps: float) -> list[tuple[str, tuple[str, str]]]:
+    """``star_duplicates`` of one (split) cluster, read from its blocks in every shard."""
+    return star_duplicates([member for ref in refs for member in read_block(ref)], eps)
 
 
-def linked_duplicates(members: list[tuple], eps: float) -> list[tuple[str, tuple[str, str]]]:
-    """Within one (split) cluster of ``(rank, shard, key, vector)``: the groups of samples linked by cosine
-    ≥ 1 − ``eps`` (connected components), each keeping its best-ranked member."""
+def star_duplicates(members: list[tuple], eps: float) -> list[tuple[str, tuple[str, str]]]:
+    """Within one (split) cluster of ``(rank, shard, key, vector)``, best-ranked first: a sample at cosine
+    ≥ 1 − ``eps`` to an already kept one is a duplicate of the best-ranked such sample, any other is kept.
+    ``(shard, (key, kept))`` for each duplicate."""
     members = sorted(members, key=lambda m: m[:3])
-    parent = list(range(len(members)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def link(i: int, j: int) -> None:
-        a, b = root(i), root(j)
-        if a != b:
-            parent[max(a, b)] = min(a, b)  # the smaller index is the better rank: it stays the root
-
-    # Identical vectors (a placeholder image a million times) are linked first and compared once: hyperplanes
-    # cannot split them, so only their distinct vectors may go through the cosine matrix.
+    # Identical vectors (a placeholder image a million times) share one fate and are compared once: hyperplanes
+    # cannot split them, so only their distinct vectors may go through the cosine matrix, each standing for its
+    # best-ranked member. A later one is a duplicate of that member when it is kept, else of the same kept sample.
     vectors = np.stack([m[3] for m in members])
     distinct, first, inverse = np.unique(vectors, axis=0, return_index=True, return_inverse=True)
-    for i, d in enumerate(inverse.reshape(-1)):
-        link(int(first[d]), i)
-    unit = distinct.astype(np.float32)
-    block = max(1, COSINE_FLOATS // len(unit))  # rows of the cosine matrix at a time
-    for start in range(0, len(unit), block):
-        rows, columns = np.nonzero(unit[start : start + block] @ unit.T >= 1.0 - eps)
-        later = start + rows < columns  # each pair once
-        for i, j in zip(first[start + rows[later]], first[columns[later]], strict=True):
-            link(int(i), int(j))
+    order = np.argsort(first)  # the distinct vectors in the rank of the member each stands for
+    place = np.empty_like(order)
+    place[order] = np.arange(len(order))
+    centres = star_centres(distinct[order].astype(np.float32), eps)
+    standing = first[order]  # the member each distinct vector, in that order, stands for
     out = []
-    for i, (_, shard, key, _) in enumerate(members):
-        r = root(i)
-        if r != i:
-            out.append((shard, (key, f"{members[r][1]}/{members[r][2]}")))
+    for i, d in enumerate(inverse.reshape(-1)):
+        centre = int(standing[centres[place[d]]])  # the kept member: its own vector's or the one it is near
+        if centre != i:
+            _, shard, key, _ = members[i]
+            out.append((shard, (key, f"{members[centre][1]}/{members[centre][2]}")))
     return out
 
 
+def star_centres(unit: np.ndarray, eps: float) -> np.ndarray:
+    """For rows in rank order, the index of the best-ranked earlier kept row at cosine ≥ 1 − ``eps`` to each
+    row, or the row's own index where there is none (it is kept)."""
+    centre = np.arange(len(unit))
+    kept = np.zeros(len(unit), bool)
+    # A row's fate depends only on rows before it, so the cosine matrix goes a block of rows at a time, each
+    # against the rows up to its end: never more than ``COSINE_FLOATS`` cosines at once.
+    block = max(1, COSINE_FLOATS // max(1, len(unit)))
+    for start in range(0, len(unit), block):
+        stop = min(len(unit), start + block)
+        close = unit[start:stop] @ unit[:stop].T >= 1.0 - eps
+        close &= np.arange(stop)[None, :] < np.arange(start, stop)[:, None]  # only earlier rows
+        near = close.any(axis=1)
+        kept[start:stop] = ~near  # near no earlier row at all: kept, whatever became of the others
+        for row in np.flatnonzero(near):  # in rank order, so every earlier row's fate is known
+            i = start + int(row)
+            hits = np.flatnonzero(close[row, :i] & kept[:i])
+            if len(hits):
+                centre[i] = hits[0]  # the smallest index is the best rank
+            else:
+                kept[i] = True
+    return centre
+
+
 class SemanticDuplicates(beam.PTransform):
-    """Shard names in; ``(shard, (key, kept))`` out for every sample whose image embedding links it (cosine
-    ≥ 1 − ``eps``, inside its cluster) to a better-ranked sample of the pool."""
+    """Shard names in; ``(shard, (key, kept))`` out for every sample whose image embedding is at cosine
+    ≥ 1 − ``eps`` to that of ``kept``, a better-ranked sample of its cluster that stays (``star_duplicates``)."""
 
     def __init__(self, config, eps: float, output_dir: str, seed: int = 0):
         super().__init__()
@@ -388,5 +405,5 @@ class SemanticDuplicates(beam.PTransform):
             | "SpillByCluster"
             >> beam.FlatMap(spilled, AsSingleton(centroids), AsSingleton(counts), seed, self.output_dir)
             | "GroupByCluster" >> beam.GroupByKey()
-            | "LinkInCluster" >> beam.FlatMap(lambda item, eps: linked_blocks(item[1], eps), self.eps)
+            | "StarsInCluster" >> beam.FlatMap(lambda item, eps: star_blocks(item[1], eps), self.eps)
         )

@@ -1,5 +1,6 @@
 """capfilt select --dedup: exact copies by media hash, semantic copies by image embedding, each group keeping its
-best-scored sample, checked against groups the test finds itself (hashes, brute-force cosines)."""
+best-scored sample, checked against groups the test finds itself (hashes, brute-force cosines); semantic groups are
+stars around a kept sample, which cannot chain two far samples together."""
 
 from __future__ import annotations
 
@@ -65,25 +66,20 @@ def _winner(group: list[dict]) -> str:
     return f"{best['shard']}/{best['key']}"
 
 
-def _components(pool: list[dict], eps: float) -> list[list[dict]]:
-    """Connected groups of samples at cosine >= 1 - eps, by brute force over every pair."""
+def _stars(pool: list[dict], eps: float) -> dict[str, str | None]:
+    """By brute force over every pair, best-ranked first: each sample's kept copy, the best-ranked already kept
+    sample at cosine >= 1 - eps to it (None: it is kept itself)."""
+    order = sorted(range(len(pool)), key=lambda i: (-pool[i]["best"], pool[i]["shard"], pool[i]["key"]))
     vectors = np.stack([r["embedding"] for r in pool])
     close = vectors @ vectors.T >= 1 - eps
-    seen, groups = set(), []
-    for start in range(len(pool)):
-        if start in seen:
-            continue
-        group, todo = [], [start]
-        seen.add(start)
-        while todo:
-            i = todo.pop()
-            group.append(pool[i])
-            for j in np.flatnonzero(close[i]):
-                if int(j) not in seen:
-                    seen.add(int(j))
-                    todo.append(int(j))
-        groups.append(group)
-    return groups
+    kept, centre = [], {}
+    for i in order:
+        j = next((j for j in kept if close[i, j]), None)
+        name = f"{pool[i]['shard']}/{pool[i]['key']}"
+        centre[name] = None if j is None else f"{pool[j]['shard']}/{pool[j]['key']}"
+        if j is None:
+            kept.append(i)
+    return centre
 
 
 def _decisions(out) -> dict[str, dict]:
@@ -119,30 +115,28 @@ def test_exact_keeps_the_best_scored_copy_of_each_media_hash(scored, tmp_path):
     assert sum(json.loads((out / "sizes.json").read_text()).values()) == len(groups)
 
 
-def test_semantic_groups_match_brute_force_and_keep_fraction_counts_the_survivors(scored, tmp_path):
+def test_semantic_stars_match_brute_force_and_keep_fraction_counts_the_survivors(scored, tmp_path):
     eps = 0.02
     out = tmp_path / "semantic"
     argv = ["select", str(scored), "--output", str(out), "--keep-fraction", "0.5", "--dedup", "semantic"]
     assert main([*argv, "--dedup-eps", str(eps)]) == 0
-    pool = _pool(scored)
     decided = _decisions(out)
-    groups = _components(pool, eps)  # a pool this small is one cluster: no pair can straddle two
-    assert any(len(g) > 1 for g in groups)
-    for group in groups:
-        winner = _winner(group)
-        assert decided[winner]["status"] != "duplicate"
-        for row in group:
-            name = f"{row['shard']}/{row['key']}"
-            if name != winner:
-                assert (decided[name]["status"], decided[name]["duplicate_of"]) == ("duplicate", winner)
+    stars = _stars(_pool(scored), eps)  # a pool this small is one cluster: no pair can straddle two
+    assert any(stars.values())
+    for name, kept in stars.items():
+        if kept is None:
+            assert decided[name]["status"] != "duplicate"
+        else:
+            assert (decided[name]["status"], decided[name]["duplicate_of"]) == ("duplicate", kept)
     assert not (out / storage.TEMP_DIR).exists()  # the blocks the grouping spilled went with the run
     report = json.loads((out / "report.json").read_text())
-    assert report["config"]["select"]["pool"] == len(groups)  # the fraction is of the survivors
-    assert report["totals"]["kept"] == -(-len(groups) // 2)
+    survivors = sum(kept is None for kept in stars.values())
+    assert report["config"]["select"]["pool"] == survivors  # the fraction is of the survivors
+    assert report["totals"]["kept"] == -(-survivors // 2)
     assert report["config"]["select"]["dedup"] == "semantic" and report["config"]["select"]["dedup_eps"] == eps
 
 
-def test_split_clusters_still_give_groups_brute_force_agrees_with(scored, tmp_path, monkeypatch):
+def test_split_clusters_remove_only_samples_close_to_the_copy_they_name(scored, tmp_path, monkeypatch):
     monkeypatch.setattr(dedup, "CLUSTER_TARGET", 3)  # several clusters
     monkeypatch.setattr(dedup, "MAX_CLUSTER", 2)  # and every large one split
     eps = 0.02
@@ -150,15 +144,15 @@ def test_split_clusters_still_give_groups_brute_force_agrees_with(scored, tmp_pa
     argv = ["select", str(scored), "--output", str(out), "--threshold", "0", "--dedup", "semantic"]
     assert main([*argv, "--dedup-eps", str(eps)]) == 0
     pool = {f"{r['shard']}/{r['key']}": r for r in _pool(scored)}
-    group_of = {f"{r['shard']}/{r['key']}": i for i, g in enumerate(_components(list(pool.values()), eps)) for r in g}
-    for name, row in _decisions(out).items():
-        if row["status"] == "duplicate":
-            kept = row["duplicate_of"]
-            # Splitting can only miss copies, never invent them: the kept one is of the same group, ranks higher,
-            # and is not itself a duplicate.
-            assert group_of[kept] == group_of[name]
-            assert _decisions(out)[kept]["status"] != "duplicate"
-            assert (-pool[kept]["best"], kept) <= (-pool[name]["best"], name)
+    decided = _decisions(out)
+    removed = [(name, row["duplicate_of"]) for name, row in decided.items() if row["status"] == "duplicate"]
+    assert removed
+    for name, kept in removed:
+        # Splitting can only miss copies, never invent them: what a duplicate names stays, ranks higher, and is
+        # as close to it as eps says, which anyone can check from the embeddings.
+        assert decided[kept]["status"] != "duplicate"
+        assert (-pool[kept]["best"], kept) <= (-pool[name]["best"], name)
+        assert float(pool[kept]["embedding"] @ pool[name]["embedding"]) >= 1 - eps
 
 
 def test_dedup_reruns_are_byte_identical_on_two_workers(scored, tmp_path):
@@ -197,23 +191,44 @@ def test_semantic_without_embeddings_says_how_to_score_with_them(tiny_models, tm
     assert sorted(r["status"] for r in decided) == ["duplicate", "kept"]  # the same bytes twice: one stays
 
 
-def test_linking_in_blocks_and_a_flood_of_one_image_give_the_brute_force_groups(monkeypatch):
+def _ranked(vectors: np.ndarray, scores) -> list[tuple]:
+    return [
+        ((-float(b), "00000", f"k{i:04d}"), "00000", f"k{i:04d}", v) for i, (b, v) in enumerate(zip(scores, vectors))
+    ]
+
+
+def test_stars_in_blocks_and_a_flood_of_one_image_give_the_brute_force_decisions(monkeypatch):
     rng = np.random.default_rng(0)
     base = rng.standard_normal((40, 16))
     near = base[:10] + 0.001 * rng.standard_normal((10, 16))  # copies of the first ten
+    chain = base[20] + np.arange(1, 12)[:, None] * 0.04 * base[21]  # each close to the next, far from the last
     flood = np.repeat(base[10:11], 300, axis=0)  # one placeholder picture, 300 times
-    vectors = np.concatenate([base, near, flood])
+    vectors = np.concatenate([base, near, chain, flood])
     vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float16)
-    members = [((-float(i % 7), "00000", f"k{i:04d}"), "00000", f"k{i:04d}", v) for i, v in enumerate(vectors)]
-    expected = {}
+    members = _ranked(vectors, [i % 7 for i in range(len(vectors))])
     pool = [{"shard": "00000", "key": m[2], "best": -m[0][0], "embedding": m[3].astype(np.float32)} for m in members]
-    for group in _components(pool, 0.01):
-        for row in group:
-            if f"00000/{row['key']}" != _winner(group):
-                expected[row["key"]] = _winner(group)
+    expected = {name[len("00000/") :]: kept for name, kept in _stars(pool, 0.01).items() if kept}
+    found = {key: kept for _, (key, kept) in dedup.star_duplicates(members, 0.01)}
+    assert found == expected and len(found) >= 10 + 300 + 5
     monkeypatch.setattr(dedup, "COSINE_FLOATS", 64)  # a few rows of the matrix at a time
-    found = {key: kept for _, (key, kept) in dedup.linked_duplicates(members, 0.01)}
-    assert found == expected and len(found) >= 10 + 300
+    assert {key: kept for _, (key, kept) in dedup.star_duplicates(members, 0.01)} == expected
+
+
+@pytest.mark.parametrize("floats", [1, 3, dedup.COSINE_FLOATS])  # a row, two rows, the whole matrix at a time
+def test_a_duplicate_is_close_to_the_kept_sample_it_names_not_only_through_another(monkeypatch, floats):
+    monkeypatch.setattr(dedup, "COSINE_FLOATS", floats)
+    eps, angle = 0.01, 0.1  # cos 0.1 = 0.995 >= 1 - eps, but cos 0.2 = 0.980 is not
+    a, b, c = (np.array([np.cos(t), np.sin(t), 0.0], np.float16) for t in (0.0, angle, 2 * angle))
+    assert a.astype(np.float32) @ c.astype(np.float32) < 1 - eps  # connected pairs would chain a to c through b
+
+    def decided(scores: dict[str, float]) -> dict[str, str]:
+        members = _ranked(np.stack([a, b, c]), [scores["a"], scores["b"], scores["c"]])
+        names = {"k0000": "a", "k0001": "b", "k0002": "c"}
+        return {names[key]: names[kept.split("/")[1]] for _, (key, kept) in dedup.star_duplicates(members, eps)}
+
+    assert decided({"a": 0.5, "b": 0.9, "c": 0.1}) == {"a": "b", "c": "b"}  # b best: both are its copies
+    assert decided({"a": 0.9, "b": 0.5, "c": 0.1}) == {"b": "a"}  # a best: c is far from it, and b is gone: c stays
+    assert decided({"a": 0.9, "b": 0.1, "c": 0.5}) == {"b": "a"}  # b near two kept: the better-ranked one
 
 
 def test_each_shard_spills_its_clusters_once_and_the_blocks_give_back_every_sample(tmp_path):
