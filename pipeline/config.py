@@ -125,6 +125,7 @@ class DecodeConfig:
 
 
 CAPTION_FRAMES = ("middle", "spread", "all")
+FRAME_CHOICES = ("uniform", "shots", "longest_shot")
 
 
 @dataclass(frozen=True)
@@ -132,12 +133,14 @@ class VideoConfig:
     """How video samples are sampled into frames, and the limits past which a video is dropped with a reason.
 
     ``frames`` frames are sampled uniformly over the clip (BLIP's video retrieval takes 8); with ``fps`` they are
-    that many per second instead, never more than ``frames`` (CLIP4Clip's scheme). ``caption_frames`` says which
-    frames the captioner writes from (README, "Video samples").
+    that many per second instead, never more than ``frames`` (CLIP4Clip's scheme). ``frame_choice`` ``shots``
+    and ``longest_shot`` place those frames by the clip's shots instead (``video.shot_frames``), and
+    ``caption_frames`` says which of them the captioner writes from (README, "Video samples").
     """
 
     frames: int = 8
     fps: float | None = None
+    frame_choice: str = "uniform"
     caption_frames: str = "spread"
     max_seconds: float = 600.0
     max_pixels: int = 8_847_360  # 4096x2160, DCI 4K: the largest common video frame
@@ -154,6 +157,8 @@ class VideoConfig:
         ]
         if self.fps is not None:
             problems += _range("fps", self.fps, 1e-3, 1000)
+        if self.frame_choice not in FRAME_CHOICES:
+            problems.append(("frame_choice", f"must be one of {', '.join(FRAME_CHOICES)}, not {self.frame_choice!r}"))
         if self.caption_frames not in CAPTION_FRAMES:
             problems.append(
                 ("caption_frames", f"must be one of {', '.join(CAPTION_FRAMES)}, not {self.caption_frames!r}")
@@ -292,6 +297,8 @@ class RunConfig:
             del settings["filter"]["score"]
         if self.video != VideoConfig():
             settings["video"] = dataclasses.asdict(self.video)
+            if self.video.frame_choice == "uniform":
+                del settings["video"]["frame_choice"]
         if self.similarity.enabled:
             settings["similarity"] = dataclasses.asdict(self.similarity)
         return settings

@@ -1,5 +1,6 @@
-"""Reading a video member with PyAV: a few frames sampled uniformly in time, decoded by seeking, never the
-whole clip; every limit checked from the header first, and every kind of damage turned into a drop reason."""
+"""Reading a video member with PyAV: a few frames sampled uniformly in time (or placed by the clip's shots),
+decoded by seeking, never the whole clip; every limit checked from the header first, and every kind of damage
+turned into a drop reason."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ VIDEO_EXTENSIONS = ("mp4", "webm", "mkv", "mov", "avi")
 DEMUXERS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi"
 # Cut short: the packets end this much before the header's duration (one missing frame is rounding, not damage).
 CUT_TOLERANCE = 0.1
+# Shot detection (frame_choice shots, longest_shot) looks at this many frames per frame it keeps, sampled
+# uniformly; odd, so that one shot gives exactly the uniform frames.
+PROBES_PER_FRAME = 3
+# A new shot starts where two neighbouring probes differ by more than this: the mean absolute difference of their
+# hue, saturation and value on a 0-255 scale, PySceneDetect's ContentDetector measure and default threshold.
+SHOT_THRESHOLD = 27.0
+SIGNATURE_SIDE = 32  # probes are compared as thumbnails this wide: motion blurs away, a cut does not
 
 
 class VideoRefused(Exception):
@@ -57,6 +65,61 @@ def uniform_indices(starts: list[float], duration: float, count: int) -> list[in
         index = max(0, bisect.bisect_right(starts, at + 1e-9) - 1)
         if not chosen or chosen[-1] != index:
             chosen.append(index)
+    return chosen
+
+
+def shot_starts(frames: list, threshold: float = SHOT_THRESHOLD) -> list[int]:
+    """Indices of the frames (PIL images in time order) that begin a shot: 0, and every frame whose hue,
+    saturation and value differ from the frame before by more than ``threshold`` on average (0-255 scale)."""
+    import numpy as np
+    from PIL import Image
+
+    def signature(frame):
+        thumb = frame.convert("RGB").resize((SIGNATURE_SIDE, SIGNATURE_SIDE), Image.Resampling.BILINEAR)
+        return np.asarray(thumb.convert("HSV"), dtype=np.float32)
+
+    signatures = [signature(frame) for frame in frames]
+    return [0] + [i for i in range(1, len(signatures)) if np.abs(signatures[i] - signatures[i - 1]).mean() > threshold]
+
+
+def shot_frames(times: list[float], starts: list[int], duration: float, count: int, choice: str) -> list[int]:
+    """Which of the probe frames at ``times`` (seconds, ascending) to keep, given the probes that begin a shot
+    (``shot_starts``): ``count`` frames, each at most once, in time order.
+
+    A shot spans from halfway between its first probe and the probe before to halfway to the next shot's first
+    probe (the clip's start and end at the ends). ``shots``: every shot gets frames in proportion to its length,
+    at least one each (the longest shots first when there are more shots than frames), so a short shot is never
+    missed; ``longest_shot``: all ``count`` frames come from the longest shot, what a clip mostly shows. Within a
+    shot, the frames are the probes shown at the middles of equal segments of it, as ``uniform_indices`` places
+    them in a whole clip, so a clip of one shot gives the uniform frames.
+    """
+    ends = [*starts[1:], len(times)]
+    bounds = [0.0] + [(times[i - 1] + times[i]) / 2 for i in starts[1:]] + [duration]
+    lengths = [bounds[j + 1] - bounds[j] for j in range(len(starts))]
+    by_length = sorted(range(len(starts)), key=lambda j: (-lengths[j], j))
+    if choice == "longest_shot":
+        share = {by_length[0]: count}
+    elif choice == "shots":
+        share = {j: 1 for j in by_length[:count]}
+        spare = count - len(share)
+        if spare > 0:
+            total = sum(lengths) or 1.0
+            exact = {j: spare * lengths[j] / total for j in share}
+            for j in share:
+                share[j] += int(exact[j])
+            left = spare - sum(int(v) for v in exact.values())
+            for j in sorted(share, key=lambda j: (-(exact[j] - int(exact[j])), j))[:left]:
+                share[j] += 1
+    else:
+        raise ValueError(f"unknown frame_choice {choice!r}")
+    chosen: list[int] = []
+    for j in sorted(share):
+        probes = range(starts[j], ends[j])
+        for i in range(share[j]):
+            at = bounds[j] + (i + 0.5) * lengths[j] / share[j]
+            shown = max((p for p in probes if times[p] <= at + 1e-9), default=probes[0])
+            if shown not in chosen:
+                chosen.append(shown)
     return chosen
 
 
@@ -186,7 +249,26 @@ def _check_time(deadline: float, config: VideoConfig) -> None:
 def _decode(container, stream, index: _Index, config: VideoConfig, deadline: float) -> Clip:
     duration = index.seconds(index.end)
     seconds = [index.seconds(pts) for pts in index.starts]
-    wanted = [index.starts[i] for i in uniform_indices(seconds, duration, frames_to_sample(duration, config))]
+    count = frames_to_sample(duration, config)
+    if config.frame_choice == "uniform":
+        wanted = [index.starts[i] for i in uniform_indices(seconds, duration, count)]
+        frames, times, decoded = _decode_at(container, stream, index, wanted, config, deadline)
+    else:
+        probes = uniform_indices(seconds, duration, min(len(seconds), PROBES_PER_FRAME * count))
+        frames, times, decoded = _decode_at(
+            container, stream, index, [index.starts[i] for i in probes], config, deadline
+        )
+        if frames:
+            keep = shot_frames(times, shot_starts(frames), duration, count, config.frame_choice)
+            frames, times = [frames[i] for i in keep], [times[i] for i in keep]
+    if not frames:
+        raise VideoRefused("undecodable_video", "no decodable frame")
+    return Clip(frames, times, round(duration, 6), decoded)
+
+
+def _decode_at(container, stream, index: _Index, wanted: list[int], config: VideoConfig, deadline: float):
+    """The frames at presentation timestamps ``wanted`` (ascending) as ``(images, seconds, frames decoded)``; a
+    frame the stream breaks before is left out."""
     frames, times, decoded = [], [], [0]
     frames_iter, position = None, None
     for target in wanted:
@@ -204,9 +286,7 @@ def _decode(container, stream, index: _Index, config: VideoConfig, deadline: flo
             raise VideoRefused("video_too_large", f"a {frame.width}x{frame.height} frame is over video.max_pixels")
         frames.append(_upright(frame))
         times.append(round(index.seconds(frame.pts), 6))
-    if not frames:
-        raise VideoRefused("undecodable_video", "no decodable frame")
-    return Clip(frames, times, round(duration, 6), decoded[0])
+    return frames, times, decoded[0]
 
 
 def _frame_at(frames_iter, target: int, config: VideoConfig, deadline: float, decoded: list[int]):

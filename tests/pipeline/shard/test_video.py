@@ -1,13 +1,21 @@
-"""Video members: uniform sampling in time, seeking instead of decoding everything, and every kind of damage
-refused with its drop reason, on clips PyAV encodes here."""
+"""Video members: uniform sampling in time (or by shots), seeking instead of decoding everything, and every kind
+of damage refused with its drop reason, on clips PyAV encodes here."""
 
 import random
 
 import pytest
+from PIL import Image
 
 from capfilt.pipeline.config import VideoConfig
 from capfilt.pipeline.shard.annotate import caption_frames
-from capfilt.pipeline.shard.video import VideoRefused, frames_to_sample, read_clip, uniform_indices
+from capfilt.pipeline.shard.video import (
+    VideoRefused,
+    frames_to_sample,
+    read_clip,
+    shot_frames,
+    shot_starts,
+    uniform_indices,
+)
 from tests.helpers import (
     audio_only_mp4,
     clip_bytes,
@@ -132,3 +140,59 @@ def test_caption_frames_pick_the_middle_every_frame_or_one_per_caption():
     assert caption_frames(8, "all", 2) == [(f, 2) for f in range(8)]
     assert caption_frames(1, "spread", 5) == [(0, 5)]  # an image, or a one-frame clip
     assert caption_frames(8, "spread", 0) == []
+
+
+# ---- frame choice by shots ----
+
+
+def two_shots(first: int, total: int) -> list[Image.Image]:
+    """A dark blue shot of ``first`` frames, then a cut to a bright red one; within a shot each frame is a little
+    lighter than the one before (motion, not a cut)."""
+    return [Image.new("RGB", (64, 48), (20 + i, 30 + i, 120) if i < first else (200, 40 + i, 40)) for i in range(total)]
+
+
+def in_red_shot(frame: Image.Image) -> bool:
+    red, _, blue = frame.convert("RGB").getpixel((32, 24))
+    return red > blue
+
+
+def test_a_cut_starts_a_shot_and_motion_or_fading_light_does_not():
+    assert shot_starts(two_shots(9, 30)) == [0, 9]
+    assert shot_starts(two_shots(0, 30)) == [0]
+    assert shot_starts(grey_frames(30)) == [0]  # each frame 8 grey levels lighter than the last: no cut
+
+
+def test_shot_frames_share_the_frames_by_shot_length_or_take_the_longest_shot():
+    times, duration = [i / 10 for i in range(30)], 3.0
+    # Shots: probes 0-8 (0 to 0.85 s, halfway between the probes at 0.8 and 0.9) and 9-29 (0.85 to 3 s).
+    # 8 frames: one each, then 6 in proportion (1.7 and 4.3, the larger remainder first): 3 and 5, each the
+    # probe shown at the middle of an equal part of its shot (0.14, 0.43, 0.71 s; 1.07, 1.50, 1.93, 2.36, 2.79 s).
+    assert shot_frames(times, [0, 9], duration, 8, "shots") == [1, 4, 7, 10, 14, 19, 23, 27]
+    # The longest shot alone: the middles of 8 equal parts of 0.85-3 s, the probe shown at each.
+    assert shot_frames(times, [0, 9], duration, 8, "longest_shot") == [9, 12, 15, 17, 20, 23, 25, 28]
+    # One shot: exactly the uniform frames.
+    for choice in ("shots", "longest_shot"):
+        assert shot_frames(times, [0], duration, 8, choice) == uniform_indices(times, duration, 8)
+    # More shots than frames: the longest ones, each once, in time order; a short shot is never missed otherwise.
+    assert shot_frames(times, [0, 2, 20], duration, 2, "shots") == [10, 24]
+    assert shot_frames(times, [0, 2, 20], duration, 3, "shots") == [0, 10, 24]
+
+
+def test_frame_choice_places_the_frames_by_the_cut_in_an_encoded_clip():
+    data = clip_bytes(two_shots(9, 30))  # 12 fps: the cut at 0.75 s of 2.5 s
+    uniform = read_clip(data, VideoConfig())
+    assert [in_red_shot(f) for f in uniform.frames] == [False, False, True, True, True, True, True, True]
+    longest = read_clip(data, VideoConfig(frame_choice="longest_shot"))
+    assert len(longest.frames) == 8 and all(in_red_shot(f) for f in longest.frames)
+    assert min(longest.times) >= 0.75 and longest.times == sorted(longest.times)
+    # Evenly over the red shot: its 1.75 s in 8 parts, each frame the probe shown at a part's middle (24 probes
+    # over the 2.5 s clip: one every 0.104 s, each a frame shown for 1/12 s).
+    middles = [0.75 + (i + 0.5) * 1.75 / 8 for i in range(8)]
+    assert all(0 <= m - t <= 2.5 / 24 + 1 / 12 for t, m in zip(longest.times, middles, strict=True))
+    # Both shots, in proportion to their length (0.71 s and 1.79 s: 3 and 5 of 8 frames).
+    shots = read_clip(data, VideoConfig(frame_choice="shots"))
+    assert [in_red_shot(f) for f in shots.frames] == [False, False, False, True, True, True, True, True]
+    # A clip of one shot: the uniform frames, decoded the same.
+    grey = clip_bytes(grey_frames(30))
+    for choice in ("shots", "longest_shot"):
+        assert read_clip(grey, VideoConfig(frame_choice=choice)).times == read_clip(grey, VideoConfig()).times
