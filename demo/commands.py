@@ -40,16 +40,19 @@ def demo_data(
     world: str = "default",
     video: bool = False,
     duplicates: float = 0.0,
+    cuts: float = 0.0,
 ) -> int:
     """``capfilt demo-data``: the demo world validates its own arguments; here a bad one is a usage error."""
     if shards < 1 or samples_per_shard < 1:
         raise UsageError("--shards and --samples-per-shard must be at least 1")
     if not 0.0 <= duplicates <= 1.0:  # also refuses nan
         raise UsageError(f"--duplicates must be a fraction within [0, 1], got {duplicates}")
+    if not 0.0 <= cuts <= 1.0 or (cuts and not video):
+        raise UsageError(f"--cuts must be a fraction within [0, 1], and only with --video, got {cuts}")
     try:
         mix = parse_noise_mix(noise_mix) if noise_mix is not None else None
         paths = write_demo_shards(
-            output, shards, samples_per_shard, seed, correct_fraction, mix, world, video, duplicates
+            output, shards, samples_per_shard, seed, correct_fraction, mix, world, video, duplicates, cuts
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -74,8 +77,6 @@ def print_evaluation(output_dir: str, ablation: bool = False, retrieval: bool = 
     injected copies in the input (``demo-data --duplicates``) or duplicates removed, also how well they were removed;
     with ``retrieval`` also Recall@K of dual encoders trained on the output (on each Table 1 row with ``ablation``)."""
     require_ground_truth(output_dir)
-    if retrieval and any(row.get("media") == "video" for row in evaluate.read_rows(output_dir)):
-        raise UsageError("--retrieval trains an image-text dual encoder on still images; this run holds video samples")
     result = {"evaluation": evaluate.evaluate(output_dir)}
     print(evaluate.format_evaluation(result["evaluation"]))
     dedup = evaluate.deduplication(output_dir)

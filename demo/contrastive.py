@@ -1,9 +1,10 @@
 """A small CLIP-style dual encoder, trained from scratch with symmetric InfoNCE and a learned temperature.
 
 One trainer, whatever the data: the retrieval evaluation trains it on a run's kept samples and on each row of
-BLIP's Table 1, and a demo CLIP can train it on demo-world pairs. The caller hands over image pixels and token
-ids; training runs a fixed number of steps of a fixed batch size, so every input is seen for the same number of
-samples (DataComp's rule) and runs with the same config and seed differ only by their data.
+BLIP's Table 1 (images, or clips: CLIP4Clip's meanP, the image tower shared by every frame and the frames'
+normalised embeddings averaged), and a demo CLIP can train it on demo-world pairs. The caller hands over image
+pixels and token ids; training runs a fixed number of steps of a fixed batch size, so every input is seen for the
+same number of samples (DataComp's rule) and runs with the same config and seed differ only by their data.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class ContrastiveConfig:
         text_layers: transformer layers of the text tower.
         max_tokens: words per text; longer texts are cut.
         seed: initialisation and the order of batches.
+        frames: frames per clip, for video (``clip_pixels``).
     """
 
     steps: int = 300
@@ -42,9 +44,10 @@ class ContrastiveConfig:
     text_layers: int = 2
     max_tokens: int = 32
     seed: int = 0
+    frames: int = 4
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "image_size", "width", "text_layers", "max_tokens"):
+        for name in ("steps", "batch_size", "image_size", "width", "text_layers", "max_tokens", "frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.image_size % 16:
@@ -86,6 +89,15 @@ def pixels(images, size: int) -> torch.Tensor:
     if not arrays:
         return torch.zeros(0, 3, size, size, dtype=torch.uint8)
     return torch.stack(arrays).reshape(len(arrays), size, size, 3).permute(0, 3, 1, 2).contiguous()
+
+
+def clip_pixels(clips, frames: int, size: int) -> torch.Tensor:
+    """Clips (each a list of PIL frames in time order) as a ``(n, frames, 3, size, size)`` uint8 tensor: a clip
+    of ``frames`` or more gives ``frames`` of them spread evenly; a shorter one repeats each of its frames in turn,
+    so a clip's mean over its frames weighs them (to within one repeat) equally."""
+    chosen = [[clip[(2 * i + 1) * len(clip) // (2 * frames)] for i in range(frames)] for clip in clips]
+    flat = pixels([frame for clip in chosen for frame in clip], size)
+    return flat.reshape(len(chosen), frames, 3, size, size)
 
 
 class ImageTower(nn.Module):
@@ -137,6 +149,11 @@ class DualEncoder(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(n, 3, s, s)``, or clips ``(n, frames, 3, s, s)``: each frame through the image tower and
+        normalised, the mean over a clip's frames normalised again (CLIP4Clip's meanP, as the pipeline pools)."""
+        if images.dim() == 5:
+            frames = F.normalize(self.image_tower(images.flatten(0, 1)), dim=-1)
+            return F.normalize(frames.view(*images.shape[:2], -1).mean(1), dim=-1)
         return F.normalize(self.image_tower(images), dim=-1)
 
     def encode_texts(self, ids: torch.Tensor) -> torch.Tensor:

@@ -123,6 +123,26 @@ def evaluate_rows(rows: list[dict]) -> dict:
         "clean_yield": _ratio(kept_correct, total),
         "web_accuracy": _ratio(web_correct, total),
         "per_noise": dict(sorted(per_noise.items(), key=lambda item: order.get(item[0], len(order)))),
+        **_cut_clips(rows),
+    }
+
+
+def _cut_clips(rows: list[dict]) -> dict:
+    """``cut_clips``: the same figures over the clips that cut to another scene (``demo-data --cuts``), where
+    which frames are looked at matters most; nothing when the input has none."""
+    cut = [row for row in rows if "cut" in json.loads(row.get("json") or "{}")]
+    if not cut:
+        return {}
+    kept = [row for row in cut if row.get("status") == "kept"]
+    correct = sum(_correct(row.get("caption"), ground_truth(row)[0]) for row in kept)
+    return {
+        "cut_clips": {
+            "count": len(cut),
+            "kept": len(kept),
+            "kept_correct": correct,
+            "kept_accuracy": _ratio(correct, len(kept)),
+            "clean_yield": _ratio(correct, len(cut)),
+        }
     }
 
 
@@ -250,6 +270,12 @@ def format_evaluation(result: dict) -> str:
     for kind, c in result["per_noise"].items():
         lines.append(
             f"{kind:<14}{c['count']:>7}{c['kept']:>7}{c['kept_correct']:>9}{c['kept_web']:>6}{c['kept_synthetic']:>7}"
+        )
+    if "cut_clips" in result:
+        c = result["cut_clips"]
+        lines.append(
+            f"\nclips with a cut       {c['count']}: {c['kept']} kept, {c['kept_correct']} with the caption of the "
+            f"longer scene (accuracy {c['kept_accuracy']:.3f}, clean yield {c['clean_yield']:.3f})"
         )
     return "\n".join(lines)
 

@@ -10,6 +10,9 @@ captions, so every image trains with its web caption (noise included) and its fi
 (``evaluate.ablation_choice`` makes the single choices for both tables). A run of ``capfilt run demo`` without
 ``--input`` recorded the demo settings it wrote its input with; the demo world is deterministic, so that
 input is written again into a temporary folder, and every row's web caption is checked against it.
+
+A video run's sets hold clips: each clip's frames, sampled as the run sampled them (``video.frame_choice``) but
+at most ``frames`` of them, which the trainer pools (``contrastive.DualEncoder``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from ..pipeline.config import VideoConfig
 from ..pipeline.errors import UsageError
+from ..pipeline.shard.video import VIDEO_EXTENSIONS, read_clip
 from .evaluate import ablation_choice, read_filter_config, read_rows
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
@@ -34,7 +39,7 @@ RETRIEVAL_ROWS = ("none", "filter", "captioner", "synthetic_only", "capfilt")
 @dataclass(frozen=True)
 class TrainingSet:
     """Image-text pairs for one training run: ``encoded[i]`` (the bytes as in the shard), ``images[i]``
-    (decoded) and ``texts[i]`` belong to the sample ``keys[i]``."""
+    (decoded: an image, or a clip's list of frames) and ``texts[i]`` belong to the sample ``keys[i]``."""
 
     name: str
     keys: list[str]
@@ -53,18 +58,33 @@ def read_samples(paths: list[str]) -> dict[str, dict[str, bytes]]:
     return samples
 
 
-def _image(members: dict[str, bytes]) -> bytes | None:
-    return next((members[ext] for ext in IMAGE_EXTENSIONS if ext in members), None)
+def _media(members: dict[str, bytes]) -> bytes | None:
+    return next((members[ext] for ext in (*IMAGE_EXTENSIONS, *VIDEO_EXTENSIONS) if ext in members), None)
 
 
-def build_set(name: str, pairs: list[tuple[str, bytes, str]]) -> TrainingSet:
-    """A ``TrainingSet`` of ``(key, image bytes, text)``; a pair whose image does not decode is left out, as
-    a trainer's decode handler would skip it."""
+def decode_media(data: bytes, video: VideoConfig | None):
+    """An image's pixels (RGB), or with ``video`` a clip's frames sampled as it says; None when the bytes do not
+    decode: a trainer's decode handler would skip the sample, not invent one."""
+    try:
+        if video is None:
+            return Image.open(io.BytesIO(data)).convert("RGB")
+        return read_clip(data, video).frames
+    except Exception:  # any decoder failure, VideoRefused included
+        return None
+
+
+def build_set(
+    name: str, pairs: list[tuple[str, bytes, str]], video: VideoConfig | None = None, decoded: dict | None = None
+) -> TrainingSet:
+    """A ``TrainingSet`` of ``(key, media bytes, text)``: images, or with ``video`` clips sampled as it says; a
+    pair whose media does not decode is left out. ``decoded`` (by key) keeps what was decoded for the next call."""
     keys, encoded, images, texts = [], [], [], []
+    decoded = {} if decoded is None else decoded
     for key, data, text in pairs:
-        try:
-            image = Image.open(io.BytesIO(data)).convert("RGB")
-        except Exception:  # any decoder failure: the sample is skipped, not invented
+        if key not in decoded:
+            decoded[key] = decode_media(data, video)
+        image = decoded[key]
+        if image is None:
             continue
         keys.append(key)
         encoded.append(data)
@@ -73,15 +93,16 @@ def build_set(name: str, pairs: list[tuple[str, bytes, str]]) -> TrainingSet:
     return TrainingSet(name, keys, encoded, images, texts)
 
 
-def output_set(output_dir: str) -> TrainingSet:
-    """The kept samples of ``output_dir``'s tars with their chosen captions: the ``capfilt`` row."""
+def output_set(output_dir: str, video: VideoConfig | None = None) -> TrainingSet:
+    """The kept samples of ``output_dir``'s tars with their chosen captions: the ``capfilt`` row (clips sampled
+    as ``video`` says, when given)."""
     paths = sorted(glob.glob(os.path.join(output_dir, "*.tar")))
     pairs = []
     for key, members in read_samples(paths).items():
-        data = _image(members)
+        data = _media(members)
         if data is not None and "txt" in members:
             pairs.append((key, data, members["txt"].decode("utf-8")))
-    return build_set("capfilt", pairs)
+    return build_set("capfilt", pairs, video)
 
 
 def input_samples(output_dir: str, rows: list[dict]) -> dict[str, dict[str, bytes]]:
@@ -113,6 +134,7 @@ def input_samples(output_dir: str, rows: list[dict]) -> dict[str, dict[str, byte
                     settings["samples_per_shard"],
                     settings["seed"],
                     settings["correct_fraction"],
+                    video=settings.get("video", False),
                 )
             )
     else:
@@ -141,17 +163,19 @@ def row_texts(row: dict, name: str, threshold: float, web_margin: float) -> list
     return [text for text in texts if text is not None]
 
 
-def table1_sets(output_dir: str) -> list[TrainingSet]:
-    """One ``TrainingSet`` per row of ``RETRIEVAL_ROWS`` over the run in ``output_dir``."""
+def table1_sets(output_dir: str, video: VideoConfig | None = None) -> list[TrainingSet]:
+    """One ``TrainingSet`` per row of ``RETRIEVAL_ROWS`` over the run in ``output_dir`` (of clips sampled as
+    ``video`` says, when given). A clip is decoded once, whatever the rows it trains in."""
     rows = read_rows(output_dir)
     threshold, web_margin = read_filter_config(output_dir)
     samples = input_samples(output_dir, rows)
+    decoded: dict = {}  # by key: each sample decoded once, whatever the rows it trains in
     sets = []
     for name in RETRIEVAL_ROWS[:-1]:
         pairs = []
         for row in rows:
-            data = _image(samples[row["key"]])
+            data = _media(samples[row["key"]])
             if data is not None:
                 pairs += [(row["key"], data, text) for text in row_texts(row, name, threshold, web_margin)]
-        sets.append(build_set(name, pairs))
-    return sets + [output_set(output_dir)]
+        sets.append(build_set(name, pairs, video, decoded))
+    return sets + [output_set(output_dir, video)]

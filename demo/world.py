@@ -342,6 +342,8 @@ def make_sample(
     noise_mix: dict[str, float] | None = None,
     world: str = "default",
     video: bool = False,
+    cut_rng: random.Random | None = None,
+    cuts: float = 0.0,
 ) -> dict[str, bytes]:
     """One WebDataset sample as ``{member name: bytes}``: image (or clip), web caption (unless missing) and json.
 
@@ -352,18 +354,24 @@ def make_sample(
         noise_mix: weights per noise kind (``parse_noise_mix``), used instead of ``correct_fraction``.
         world: one of ``WORLDS``; the json names it unless it is the default (whose bytes stay as they were).
         video: a clip of the scene (``video_world``: objects and camera moving) instead of a still image.
+        cut_rng, cuts: with ``video``, the clip cuts to another scene with probability ``cuts``, drawn from
+            ``cut_rng`` (``video_world.plan_cut``); the json's ``cut`` then says when and which.
     """
     scene = sample_scene(rng, world)
     kind = noise_kind(rng, correct_fraction, noise_mix)
     text = web_caption(scene, kind, rng, world)
+    cut = None
     if video:
-        from .video_world import make_clip
+        from .video_world import make_clip, plan_cut
 
-        fmt, media = make_clip(scene, rng)
+        planned = plan_cut(cut_rng, cuts, world) if cuts else None
+        fmt, media, cut = make_clip(scene, rng, planned, cut_rng)
     else:
         fmt = "png" if rng.random() < PNG_FRACTION else "jpg"
         media = encode_image(render(scene), fmt)
     meta = {"gt_caption": canonical_caption(scene), "noise": kind, "url": f"https://demo.capfilt/{key}.{fmt}"}
+    if cut is not None:
+        meta["cut"] = cut
     if world != "default":
         meta["world"] = world
     members = {f"{key}.{fmt}": media}
@@ -383,6 +391,7 @@ def write_demo_shards(
     world: str = "default",
     video: bool = False,
     duplicates: float = 0.0,
+    cuts: float = 0.0,
 ) -> list[str]:
     """Write ``shards`` demo WebDataset tars ``00000.tar``, ``00001.tar``, ... into ``output_dir``.
 
@@ -402,6 +411,8 @@ def write_demo_shards(
         world: one of ``WORLDS``.
         video: clips (mp4, some webm) instead of images.
         duplicates: copy this fraction of the samples into other shards (``plan_copies``, ``make_copy``).
+        cuts: with ``video``, this fraction of the clips cut to another scene part-way (``video_world.Cut``),
+            drawn from a stream of their own, so the clips without a cut are the same bytes at any ``cuts``.
 
     Returns:
         The paths of the tars, in order.
@@ -414,16 +425,19 @@ def write_demo_shards(
         raise ValueError(f"unknown world {world!r}; expected one of {', '.join(WORLDS)}")
     if not 0.0 <= duplicates <= 1.0:
         raise ValueError(f"duplicates must be within [0, 1], got {duplicates}")
+    if not 0.0 <= cuts <= 1.0 or (cuts and not video):
+        raise ValueError(f"cuts must be within [0, 1], and only with video clips, got {cuts}")
     os.makedirs(output_dir, exist_ok=True)
     paths, temps = [], []
     for shard in range(shards):
         rng = random.Random(f"capfilt-demo/{seed}/{shard}")
+        cut_rng = random.Random(f"capfilt-demo-cuts/{seed}/{shard}")
         path = os.path.join(output_dir, f"{shard:05d}.tar")
         temp = f"{path}.tmp-{os.getpid()}"
         with open(temp, "wb") as handle, DeterministicTarWriter(handle) as writer:
             for index in range(samples_per_shard):
                 for name, data in make_sample(
-                    f"{shard:05d}_{index:06d}", rng, correct_fraction, noise_mix, world, video
+                    f"{shard:05d}_{index:06d}", rng, correct_fraction, noise_mix, world, video, cut_rng, cuts
                 ).items():
                     writer.add(name, data)
         paths.append(path)

@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="copy this fraction of the samples into other shards (same bytes, re-encoded or resized)",
     )
+    demo.add_argument(
+        "--cuts",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="with --video: this fraction of the clips cut to another scene part-way (the caption names the longer)",
+    )
 
     evaluate = commands.add_parser("eval", help="demo world only: caption quality against ground truth")
     evaluate.add_argument("output_dir")
@@ -147,6 +154,7 @@ def _demo_data(args, beam_args: tuple[str, ...]) -> int:
         args.world,
         args.video,
         args.duplicates,
+        args.cuts,
     )
 
 

@@ -69,3 +69,29 @@ def test_bad_settings_and_data_are_refused():
     images, ids, vocabulary = _pairs(4)
     with pytest.raises(ValueError, match="as many images as texts"):
         contrastive.train(images, ids[:3], vocabulary, TINY)
+
+
+def test_clips_pool_their_frames_as_clip4clip_meanp():
+    images, ids, vocabulary = _pairs(6)
+    model = contrastive.train(images, ids, vocabulary, contrastive.ContrastiveConfig(**{**TINY.__dict__, "steps": 2}))
+    clips = torch.stack([images[[0, 1, 2]], images[[3, 3, 3]]])  # (2 clips, 3 frames, 3, s, s)
+    with torch.no_grad():
+        pooled = model.encode_images(clips)
+        frames = torch.nn.functional.normalize(model.image_tower(images), dim=-1)
+        expected = torch.nn.functional.normalize(frames[[0, 1, 2]].mean(0), dim=0)
+        assert torch.allclose(pooled[0], expected, atol=1e-6)
+        # A still clip is its one image: pooling the same frame changes nothing.
+        assert torch.allclose(pooled[1], model.encode_images(images[3:4])[0], atol=1e-6)
+    # Training and embedding take clips as they take images.
+    clip_model = contrastive.train(clips.repeat(2, 1, 1, 1, 1), ids[:4], vocabulary, TINY)
+    assert contrastive.embed(clip_model, clips, ids[:2])[0].shape == (2, TINY.width)
+
+
+def test_clip_pixels_spreads_long_clips_and_repeats_short_ones():
+    from PIL import Image
+
+    clip = [Image.new("RGB", (8, 8), (10 * i, 0, 0)) for i in range(8)]
+    red = lambda tensor: tensor[:, :, 0, 0, 0].tolist()  # noqa: E731
+    assert red(contrastive.clip_pixels([clip], 4, 16)) == [[10, 30, 50, 70]]  # the middles of 4 equal parts
+    assert red(contrastive.clip_pixels([clip[:2]], 4, 16)) == [[0, 0, 10, 10]]
+    assert red(contrastive.clip_pixels([clip[:3], clip[:1]], 2, 16)) == [[0, 20], [0, 0]]

@@ -87,6 +87,8 @@ def test_eval_ablation_retrieval_prints_and_records_every_row(lookalike_run, mon
             values = [r[key] for r in row["per_seed"]]
             assert row["mean"][key] == pytest.approx(sum(values) / 2)
             assert 0.0 <= min(values) and max(values) <= 1.0
+    html = (out / "report.html").read_text()
+    assert "Retrieval (BLIP Table 1)" in html and "i→t R@1" in html and "synthetic_only" in html
     noise = result["noise"]
     assert noise["web_captions"] == sum(r["web_score"] is not None for r in rows(out))
     assert noise["web_flagged"] == sum(r["web_score"] is not None and r["web_score"] < 0.5 for r in rows(out))
