@@ -42,6 +42,7 @@ def render(report: dict) -> str:
         if "similarity" in report["histograms"]
         else "",
         _evaluation(report.get("evaluation"), report.get("ablation")),
+        _retrieval(report.get("retrieval")),
         _deduplication(report.get("deduplication")),
         _shards(report.get("shards") or {}, t["shards"]),
         _duplicate_groups([e for e in report.get("examples") or [] if e.get("kept_copy")]),
@@ -184,6 +185,34 @@ def _evaluation(evaluation: dict | None, ablation: list[dict] | None) -> str:
         )
         table = f"<p class='muted'>BLIP Table 1's rows on this input:</p><table>{head}{body}</table>"
     return f"<section><h2>Against the demo world's ground truth</h2><div class='cards'>{cards}</div>{table}</section>"
+
+
+def _retrieval(result: dict | None) -> str:
+    """Recall@1 of the dual encoders ``capfilt eval --retrieval`` trained on each version of the data."""
+    if not result or not result.get("rows"):
+        return ""
+    video = result.get("media") == "video"
+    i = "v" if video else "i"
+    keys = ("image_to_text@1", "text_to_image@1", "mean_recall@1")
+    head = (
+        "<tr><th>training data</th><th>pairs</th>"
+        + "".join(f"<th>{label}</th>" for label in (f"{i}→t R@1", f"t→{i} R@1", "mean R@1"))
+        + "</tr>"
+    )
+    body = "".join(
+        f"<tr><td>{escape(str(row['name']))}</td><td>{row['samples']}</td>"
+        + "".join(f"<td>{100 * row['mean'][k]:.1f} ± {100 * row['spread'][k]:.1f}</td>" for k in keys)
+        + "</tr>"
+        for row in result["rows"]
+    )
+    what = "clips" if video else "images"
+    sampling = f", {result.get('frame_choice')} frames, meanP" if video else ""
+    note = (
+        f"A dual encoder trained from scratch on each version of the data; Recall@1 in percent on "
+        f"{result['heldout']['pairs']} held-out {escape(str(result['world']))}-world {what} no run has seen, "
+        f"mean ± sd over seeds {escape(str(result['seeds']))}{escape(sampling)}."
+    )
+    return f"<section><h2>Retrieval (BLIP Table 1)</h2><p class='muted'>{note}</p><table>{head}{body}</table></section>"
 
 
 def _deduplication(result: dict | None) -> str:
