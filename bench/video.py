@@ -5,6 +5,7 @@ memory per clip grow with ``video.frames`` and with the clip's length. Prints fi
     python -m bench.video similarity [--clips 256]   # AUC of ITM, ITC and CLIP on stills and on clips (meanP)
     python -m bench.video --threads 1 decode-share   # a `capfilt run demo-video` of 4 x 64 clips, timed inside
     python -m bench.video length [--frames 4 8 16]   # 2 s vs 60 s clips: decode and model time, peak memory
+    python -m bench.video frame-choice [--clips 256]   # uniform / shots / longest_shot on clips with and without a cut
 """
 
 from __future__ import annotations
@@ -203,6 +204,62 @@ def length(args) -> None:
                 )
 
 
+def frame_choice(args) -> None:
+    """What each ``video.frame_choice`` looks at, on fresh demo clips of which half cut to another scene (for
+    20-40% of the clip, ``video_world.CUT_SHARE``), told apart by the frames' times against the cut's ground truth;
+    and what it costs to decode, per clip, median of interleaved rounds."""
+    import statistics
+
+    from capfilt.demo.video_world import CUT_SHARE, Cut, make_clip
+    from capfilt.pipeline.shard.video import read_clip
+
+    rng = random.Random(f"bench-frame-choice/{args.seed}")
+    clips = []
+    for _ in range(args.clips):
+        scene = world.sample_scene(rng)
+        cut = Cut(world.sample_scene(rng), rng.uniform(*CUT_SHARE), rng.random() < 0.5) if len(clips) % 2 else None
+        _, data, truth = make_clip(scene, rng, cut, rng)
+        clips.append((data, truth))
+    choices = ("uniform", "shots", "longest_shot")
+    configs = {c: VideoConfig(frames=args.frames, frame_choice=c) for c in choices}
+    seconds = {c: [] for c in choices}
+    sampled = {}
+    for _ in range(args.rounds):
+        for choice in choices:
+            started = time.perf_counter()
+            sampled[choice] = [read_clip(data, configs[choice]) for data, _ in clips]
+            seconds[choice].append((time.perf_counter() - started) / len(clips))
+    cut = [i for i, (_, truth) in enumerate(clips) if truth]
+    plain = [i for i, (_, truth) in enumerate(clips) if not truth]
+
+    def inside(time_: float, truth: dict) -> bool:  # the json's seconds are rounded to 4 places
+        return round(truth["start"] * 12) <= round(time_ * 12) < round(truth["end"] * 12)
+
+    print(f"{len(cut)} clips with a cut and {len(plain)} without, {args.frames} frames each (seed {args.seed})\n")
+    print(
+        "| frame_choice | cut clips: frames of the captioned scene | cut clips seen in both scenes "
+        "| clips without a cut: the uniform frames | frames | decode ms per clip (spread) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for choice in choices:
+        share = statistics.mean(
+            sum(not inside(t, clips[i][1]) for t in sampled[choice][i].times) / len(sampled[choice][i].times)
+            for i in cut
+        )
+        both = sum(
+            0 < sum(inside(t, clips[i][1]) for t in sampled[choice][i].times) < len(sampled[choice][i].times)
+            for i in cut
+        )
+        same = sum(sampled[choice][i].times == sampled["uniform"][i].times for i in plain)
+        frames = statistics.mean(len(c.frames) for c in sampled[choice])
+        ms = [1000 * s for s in seconds[choice]]
+        print(
+            f"| {choice} | {share:.3f} | {both}/{len(cut)} | {same}/{len(plain)} | {frames:.2f} "
+            f"| {statistics.median(ms):.1f} ({min(ms):.1f}-{max(ms):.1f}) |",
+            flush=True,
+        )
+
+
 def _model_seconds(annotate, captioner, scorer, frames: list) -> float:
     from capfilt.pipeline.shard.sample import Sample
 
@@ -234,8 +291,13 @@ def main() -> None:
     s.add_argument("--fps", type=int, default=24)
     s.add_argument("--lengths", type=int, nargs="+", default=[2, 60, 600], help="clip lengths in seconds")
     s.add_argument("--size", type=int, default=128, help="frame side in pixels (the demo's is 128)")
+    f = commands.add_parser("frame-choice")
+    f.add_argument("--clips", type=int, default=256)
+    f.add_argument("--frames", type=int, default=8)
+    f.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     run = {"caption-frames": caption_frames, "similarity": similarity, "decode-share": decode_share, "length": length}
+    run["frame-choice"] = frame_choice
     run[args.command](args)
 
 
