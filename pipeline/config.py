@@ -126,21 +126,24 @@ class DecodeConfig:
 
 CAPTION_FRAMES = ("middle", "spread", "all")
 FRAME_CHOICES = ("uniform", "shots", "longest_shot")
+LEGACY_FRAME_CHOICE = "uniform"  # how every clip was sampled before frame_choice existed
 
 
 @dataclass(frozen=True)
 class VideoConfig:
     """How video samples are sampled into frames, and the limits past which a video is dropped with a reason.
 
-    ``frames`` frames are sampled uniformly over the clip (BLIP's video retrieval takes 8); with ``fps`` they are
-    that many per second instead, never more than ``frames`` (CLIP4Clip's scheme). ``frame_choice`` ``shots``
-    and ``longest_shot`` place those frames by the clip's shots instead (``video.shot_frames``), and
-    ``caption_frames`` says which of them the captioner writes from (README, "Video samples").
+    ``frames`` frames are sampled (BLIP's video retrieval takes 8); with ``fps`` that many per second instead, never
+    more than ``frames`` (CLIP4Clip's scheme). ``frame_choice`` says where: ``uniform`` over the whole clip,
+    ``longest_shot`` uniformly over its longest shot (the default: the same frames as ``uniform`` when the clip is
+    one shot, and ahead of it by the README's measurements on clips that cut), ``shots`` over every shot in
+    proportion (``video.shot_frames``); ``caption_frames`` says which of them the captioner writes from (README,
+    "Video samples").
     """
 
     frames: int = 8
     fps: float | None = None
-    frame_choice: str = "uniform"
+    frame_choice: str = "longest_shot"
     caption_frames: str = "spread"
     max_seconds: float = 600.0
     max_pixels: int = 8_847_360  # 4096x2160, DCI 4K: the largest common video frame
@@ -295,10 +298,16 @@ class RunConfig:
         # Settings added later are recorded only when used, so folders made before them still resume.
         if self.filter.score == "itm":
             del settings["filter"]["score"]
-        if self.video != VideoConfig():
-            settings["video"] = dataclasses.asdict(self.video)
-            if self.video.frame_choice == "uniform":
-                del settings["video"]["frame_choice"]
+        video = dataclasses.asdict(self.video)
+        frame_choice = video.pop("frame_choice")
+        if dataclasses.replace(self.video, frame_choice=LEGACY_FRAME_CHOICE) != VideoConfig(
+            frame_choice=LEGACY_FRAME_CHOICE
+        ):
+            settings["video"] = video
+        # Every folder made before frame_choice existed sampled uniformly and recorded none, so a run of any other
+        # choice (the default now) records it: resuming such a folder is refused, not a mix of two samplings.
+        if frame_choice != LEGACY_FRAME_CHOICE:
+            settings.setdefault("video", {})["frame_choice"] = frame_choice
         if self.similarity.enabled:
             settings["similarity"] = dataclasses.asdict(self.similarity)
         return settings
@@ -331,8 +340,8 @@ def settings_difference(old: dict, new: dict, prefix: str = "") -> list[str]:
     changes = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            changes += settings_difference(a, b, f"{prefix}{key}.")
+        if isinstance(a, dict) or isinstance(b, dict):  # a section recorded on one side only: its leaves differ
+            changes += settings_difference(a or {}, b or {}, f"{prefix}{key}.")
         elif a != b:
             changes.append(f"{prefix}{key} {a!r} -> {b!r}")
     return changes

@@ -21,7 +21,9 @@ CUT_TOLERANCE = 0.1
 # uniformly; odd, so that one shot gives exactly the uniform frames.
 PROBES_PER_FRAME = 3
 # A new shot starts where two neighbouring probes differ by more than this: the mean absolute difference of their
-# hue, saturation and value on a 0-255 scale, PySceneDetect's ContentDetector measure and default threshold.
+# hue, saturation and value on a 0-255 scale (PySceneDetect's ContentDetector measure and default threshold), the
+# hue taken round its circle and counted only as far as the pixels are saturated: a near-grey pixel's hue is noise
+# (an mpeg4 encode of grey frames tinted by 2 levels turns it by 70 between frames).
 SHOT_THRESHOLD = 27.0
 SIGNATURE_SIDE = 32  # probes are compared as thumbnails this wide: motion blurs away, a cut does not
 
@@ -70,7 +72,8 @@ def uniform_indices(starts: list[float], duration: float, count: int) -> list[in
 
 def shot_starts(frames: list, threshold: float = SHOT_THRESHOLD) -> list[int]:
     """Indices of the frames (PIL images in time order) that begin a shot: 0, and every frame whose hue,
-    saturation and value differ from the frame before by more than ``threshold`` on average (0-255 scale)."""
+    saturation and value differ from the frame before by more than ``threshold`` on average (0-255 scale; the
+    hue difference weighed by the two pixels' mean saturation)."""
     import numpy as np
     from PIL import Image
 
@@ -78,8 +81,13 @@ def shot_starts(frames: list, threshold: float = SHOT_THRESHOLD) -> list[int]:
         thumb = frame.convert("RGB").resize((SIGNATURE_SIDE, SIGNATURE_SIDE), Image.Resampling.BILINEAR)
         return np.asarray(thumb.convert("HSV"), dtype=np.float32)
 
+    def difference(a, b) -> float:
+        hue = np.abs(a[..., 0] - b[..., 0])
+        hue = np.minimum(hue, 256 - hue) * (a[..., 1] + b[..., 1]) / 510
+        return float((hue.mean() + np.abs(a[..., 1:] - b[..., 1:]).mean(axis=(0, 1)).sum()) / 3)
+
     signatures = [signature(frame) for frame in frames]
-    return [0] + [i for i in range(1, len(signatures)) if np.abs(signatures[i] - signatures[i - 1]).mean() > threshold]
+    return [0] + [i for i in range(1, len(signatures)) if difference(signatures[i - 1], signatures[i]) > threshold]
 
 
 def shot_frames(times: list[float], starts: list[int], duration: float, count: int, choice: str) -> list[int]:
