@@ -163,3 +163,13 @@ def test_a_hub_id_not_in_the_cache_is_checked_with_one_request_when_online(hub, 
     # One request for the model and no retry: a hub that does not answer costs the user one round trip (the
     # library's download retries back off for tens of seconds), and the error comes before any work.
     assert [r for r in hub if "blip-itm-base-coco" in r] == ["GET /api/models/Salesforce/blip-itm-base-coco HTTP/1.1"]
+
+
+def test_a_folder_made_before_frame_choice_resumes_with_uniform_and_is_refused_with_the_new_default():
+    from capfilt.pipeline.config import RunConfig, VideoConfig, settings_difference
+
+    default = RunConfig().output_settings()
+    before = {key: value for key, value in default.items() if key != "video"}  # what such a folder recorded
+    assert settings_difference(before, default) == ["video.frame_choice None -> 'longest_shot'"]
+    uniform = RunConfig(video=VideoConfig(frame_choice="uniform")).output_settings()
+    assert uniform == before
