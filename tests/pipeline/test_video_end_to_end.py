@@ -186,13 +186,14 @@ def test_a_clips_similarity_is_the_cosine_with_its_mean_frame_embedding(tiny_mod
         "similarity.embeddings=true",
         "filter.model=embedded:itm",
         "runtime.dtype=float32",
+        "video.frame_choice=shots",  # frames of both shots (longest_shot would look at one colour only)
     )
     sets = [item for setting in settings for item in ("--set", setting)]
     assert video_run(tiny_models, tmp_path / "in", tmp_path / "out", *sets) == 0
     table = {r["key"]: r for r in rows(tmp_path / "out")}
     # Computed here from the frames alone, without the pipeline's shared vision pass: CLIP4Clip's meanP.
     itc = ItcSimilarity.from_pretrained("embedded:itm", device="cpu")
-    frames = itc.image_embeddings(read_clip(clip, VideoConfig(frames=4)).frames)
+    frames = itc.image_embeddings(read_clip(clip, VideoConfig(frames=4, frame_choice="shots")).frames)
     pooled = normalize(frames.mean(dim=0), dim=-1)
     text = itc.text_embeddings([table["c"]["caption"]])[0]
     assert table["c"]["similarity"] == pytest.approx(float(text @ pooled), abs=1e-5)
