@@ -210,7 +210,7 @@ def frame_choice(args) -> None:
     and what it costs to decode, per clip, median of interleaved rounds."""
     import statistics
 
-    from capfilt.demo.video_world import CUT_SHARE, Cut, make_clip
+    from capfilt.demo.video_world import CUT_SHARE, FPS, Cut, make_clip
     from capfilt.pipeline.shard.video import read_clip
 
     rng = random.Random(f"bench-frame-choice/{args.seed}")
@@ -233,7 +233,7 @@ def frame_choice(args) -> None:
     plain = [i for i, (_, truth) in enumerate(clips) if not truth]
 
     def inside(time_: float, truth: dict) -> bool:  # the json's seconds are rounded to 4 places
-        return round(truth["start"] * 12) <= round(time_ * 12) < round(truth["end"] * 12)
+        return round(truth["start"] * FPS) <= round(time_ * FPS) < round(truth["end"] * FPS)
 
     print(f"{len(cut)} clips with a cut and {len(plain)} without, {args.frames} frames each (seed {args.seed})\n")
     print(
