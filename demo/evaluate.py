@@ -323,7 +323,14 @@ def deduplication_rows(rows: list[tuple[str, dict]]) -> dict | None:
         size − 1), ``removed`` (rows removed as duplicates), ``found`` (right removals, at most size − 1 per
         group), ``recall`` (found / copies), ``per_kind`` (for each copy kind, ``copies`` whose original is
         selectable, ``found`` as above, ``recall``), ``wrong_merges`` (removals naming a sample of another group,
-        or none of this output) and ``groups_removed`` (groups every selectable member of which was removed).
+        or none of this output), ``wrong_merges_same_description`` (those of them naming a sample of the same
+        ground-truth caption: another render of the scene, its objects a few pixels away), ``groups_removed``
+        (groups every selectable member of which was removed), ``descriptions`` (distinct ground-truth captions
+        among the selectable samples) and ``descriptions_lost`` (those none of whose samples is left).
+
+    A demo scene is its description: two renders of one caption differ only by the jitter of its objects (a few
+    pixels, sometimes none: identical bytes), so the goal "no removal of a scene's only image" is
+    ``descriptions_lost == 0``; ``groups_removed`` is the stricter count that calls every render a scene.
     """
     group_of: dict[str, str] = {}
     groups: dict[str, list[tuple[str, str | None, dict]]] = {}
@@ -353,7 +360,9 @@ def deduplication_rows(rows: list[tuple[str, dict]]) -> dict | None:
             if kind is not None and original is not None:
                 pairs[kind] += 1
                 joined[kind] += kept_as[name] == kept_as[original]
-    wrong = sum(group_of.get(row["duplicate_of"]) != group_of[name] for name, row in removed)
+    wrong = [(name, row) for name, row in removed if group_of.get(row["duplicate_of"]) != group_of[name]]
+    description = {n: ground_truth(r)[0] for members in groups.values() for n, _, r in members}
+    left = {description[n] for members in groups.values() for n, _, r in members if r["status"] != "duplicate"}
     return {
         "groups": sum(len(members) > 1 for members in groups.values()),
         "copies": copies,
@@ -365,8 +374,13 @@ def deduplication_rows(rows: list[tuple[str, dict]]) -> dict | None:
             for kind in DUPLICATE_KINDS
             if kind in pairs
         },
-        "wrong_merges": wrong,
+        "wrong_merges": len(wrong),
+        "wrong_merges_same_description": sum(
+            description.get(row["duplicate_of"]) == description[name] for name, row in wrong
+        ),
         "groups_removed": sum(all(r["status"] == "duplicate" for *_, r in members) for members in groups.values()),
+        "descriptions": len(set(description.values())),
+        "descriptions_lost": len(set(description.values()) - left),
     }
 
 
@@ -385,7 +399,10 @@ def format_deduplication(result: dict) -> str:
     for kind, c in result["per_kind"].items():
         lines.append(f"  {kind:<21}{c['recall']:.3f}  ({c['found']} of {c['copies']})")
     lines += [
-        f"wrong merges           {result['wrong_merges']}  (removed as a copy of another group's sample)",
+        f"wrong merges           {result['wrong_merges']}  (removed as a copy of another group's sample; "
+        f"{result['wrong_merges_same_description']} of them another render of the same caption)",
         f"groups removed whole   {result['groups_removed']}  (every member removed as a duplicate)",
+        f"descriptions lost      {result['descriptions_lost']} of {result['descriptions']}  "
+        "(captions none of whose samples is left)",
     ]
     return "\n".join(lines)

@@ -18,6 +18,11 @@ from .pixels import ImageInputs, pixel_rows
 ITC = "itc"
 
 
+def embedding_checkpoint(similarity_model: str, filter_model: str) -> str:
+    """The checkpoint whose image embeddings a run with these ``similarity.model`` and ``filter.model`` writes."""
+    return filter_model if similarity_model == ITC else similarity_model
+
+
 class _Similarity(PretrainedModel):
     """What both backends share: scoring candidates from the two embedding functions.
 

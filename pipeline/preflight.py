@@ -27,7 +27,9 @@ def check_models(config: RunConfig) -> None:
         check_role(role, name, config.filter.score)
     check_weights([(role, name) for role, name in roles if _on_disk(name)])
     if config.similarity.embeddings:
-        check_single_vector(config.filter.model if config.similarity.model == "itc" else config.similarity.model)
+        from ..models.similarity import embedding_checkpoint
+
+        check_single_vector(embedding_checkpoint(config.similarity.model, config.filter.model))
 
 
 def check_single_vector(name: str) -> None:

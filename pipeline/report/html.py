@@ -221,9 +221,11 @@ def _deduplication(result: dict | None) -> str:
         return ""
     figures = [
         (f"{result['recall']:.3f}", f"dedup recall ({result['found']} of {result['copies']} copies)"),
-        (str(result["wrong_merges"]), "wrong merges (a copy of another scene's sample)"),
-        (str(result["groups_removed"]), "scenes removed whole"),
+        (str(result["wrong_merges"]), "wrong merges (a copy of another render's sample)"),
+        (str(result["groups_removed"]), "renders removed whole"),
     ]
+    if "descriptions_lost" in result:  # measured since scenes were also counted by their description
+        figures.append((str(result["descriptions_lost"]), f"of {result['descriptions']} descriptions lost"))
     cards = "".join(_card(value, label) for value, label in figures)
     return f"<section><h2>Deduplication against the injected copies</h2><div class='cards'>{cards}</div></section>"
 

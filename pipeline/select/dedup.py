@@ -29,6 +29,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.pvalue import AsSingleton
 
+from ...models.similarity import embedding_checkpoint
 from .. import storage
 from ..shard.embeddings import embedding_paths
 from .cut import selectable_rows
@@ -43,20 +44,24 @@ LLOYD_ITERATIONS = 8
 FIXED_POINT = float(1 << 24)  # float16 values times this are integers
 
 
-# ε by the scored run's ``similarity.model`` (what made the image embeddings). The demo's own are measured
-# (``bench/dedup_eps.py`` and ``eval`` of injected copies, README "Deduplication"): the ε that finds ≥ 95% of
-# copies with the fewest merges of other scenes, which their tiny towers put about as close as a copy. Star groups
-# left both at 0.001: with ``embedded:clip``, 0.0007 merges one scene fewer on the seed-0 demo world but as many on
-# seed 1, and finds only 0.919 of ``bench/dedup_eps.py``'s re-encoded and resized copies; larger ε merge more. With
-# ``itc`` no ε finds 95% of injected copies on both worlds (0.946 and 0.923 at 0.001, 0.962 and 0.946 at 0.0012 with
-# more scenes merged), since a copy further than ε from the kept one is no longer reached through another. A real
-# CLIP or SigLIP checkpoint gets 0.01, the ε NeMo Curator's semantic dedup configuration extracts at.
-DEFAULT_EPS = {"embedded:clip": 0.001, "itc": 0.001}
+# ε by the model that made the image embeddings: ``similarity.model``, or with ``itc`` the filter whose own
+# contrastive head it is. The demo's are measured (``bench/dedup_eps.py`` and ``eval`` of injected copies, README
+# "Deduplication"): the ε that finds ≥ 95% of copies with the fewest merges of other scenes, which their tiny
+# towers put about as close as a copy. The demo SigLIP (``embedded:siglip``) separates scenes best: at 0.002 it
+# found 0.954 of injected copies on the seed-0 and seed-1 demo worlds and never merged two descriptions (the merges
+# it made joined renders of one caption a few pixels apart); 0.0025 merges more renders. The demo CLIP and BLIP
+# ITC head at 0.001: with ``embedded:clip``, 0.0007 merges one scene fewer on the seed-0 demo world but as many on
+# seed 1, and finds only 0.919 of ``bench/dedup_eps.py``'s re-encoded and resized copies; larger ε merge more.
+# With the ITC head no ε finds 95% of injected copies on both worlds (0.946 and 0.923 at 0.001, 0.962 and 0.946
+# at 0.0012 with more scenes merged), since a copy further than ε from the kept one is no longer reached through
+# another. A real CLIP or SigLIP checkpoint gets 0.01, the ε NeMo Curator's semantic dedup configuration
+# extracts at.
+DEFAULT_EPS = {"embedded:clip": 0.001, "embedded:itm": 0.001, "embedded:siglip": 0.002}
 FALLBACK_EPS = 0.01
 
 
-def default_eps(similarity_model: str) -> float:
-    return DEFAULT_EPS.get(similarity_model, FALLBACK_EPS)
+def default_eps(similarity_model: str, filter_model: str) -> float:
+    return DEFAULT_EPS.get(embedding_checkpoint(similarity_model, filter_model), FALLBACK_EPS)
 
 
 def _rank(score: float, shard: str, key: str) -> tuple:

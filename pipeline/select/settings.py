@@ -152,7 +152,7 @@ def load_select_config(
             f"{scored_dir}: has embeddings of the captions chosen by {source_filter.get('score', 'itm')} with "
             f"web_margin {source_filter.get('web_margin', 0.0)}; select with the same --score and --web-margin"
         )
-    dedup_eps = _check_dedup(scored_dir, names, source_similarity, embeddings, dedup, dedup_eps)
+    dedup_eps = _check_dedup(scored_dir, names, source, embeddings, dedup, dedup_eps)
     return SelectConfig(
         scored_dir,
         names,
@@ -170,7 +170,7 @@ def load_select_config(
 
 
 def _check_dedup(
-    scored_dir: str, names, similarity: dict, embeddings: bool, dedup: str | None, eps: float | None
+    scored_dir: str, names, source: dict, embeddings: bool, dedup: str | None, eps: float | None
 ) -> float | None:
     """The ε semantic deduplication uses (None for the other modes), after checking the folder can be deduplicated."""
     if dedup is None or dedup == "exact":
@@ -188,7 +188,8 @@ def _check_dedup(
             f"{scored_dir}: --dedup semantic compares image embeddings, and this folder has none; score with --set "
             "similarity.model=embedded:clip (or itc, or a dual encoder checkpoint) --set similarity.embeddings=true"
         )
-    eps = default_eps(similarity.get("model", "none")) if eps is None else eps
+    if eps is None:
+        eps = default_eps(source.get("similarity", {}).get("model", "none"), source.get("filter", {}).get("model", ""))
     if not 0 < eps < 1:
         raise UsageError(f"select: --dedup-eps must be between 0 and 1 (cosine ≥ 1 − eps), not {eps}")
     return eps

@@ -122,8 +122,8 @@ def test_a_fraction_outside_0_1_is_refused_in_one_line(tmp_path, capsys, fractio
     assert not (tmp_path / "out").exists()
 
 
-def _row(shard, key, status, duplicate_of=None, of=None, kind=None):
-    meta = {"gt_caption": "a small red circle on the left on a green background", "noise": "correct"}
+def _row(shard, key, status, duplicate_of=None, of=None, kind=None, caption="a small red circle on the left"):
+    meta = {"gt_caption": f"{caption} on a green background", "noise": "correct"}
     if of is not None:
         meta["duplicate"] = {"of": of, "kind": kind}
     return shard, {"key": key, "status": status, "duplicate_of": duplicate_of, "json": json.dumps(meta)}
@@ -143,7 +143,25 @@ def test_wrong_merges_and_groups_lost_are_counted_and_plain_output_has_no_figure
     assert result["groups"] == 1 and result["copies"] == 1 and result["found"] == 0 and result["recall"] == 0.0
     assert result["per_kind"] == {"bytes": {"copies": 1, "found": 0, "recall": 0.0}}
     assert result["removed"] == 2 and result["wrong_merges"] == 2 and result["groups_removed"] == 1
+    # Every sample has the one caption: both wrong merges joined renders of it, and it is still there.
+    assert result["wrong_merges_same_description"] == 2
+    assert result["descriptions"] == 1 and result["descriptions_lost"] == 0
     assert deduplication_rows([_row("00000", "a", "kept"), _row("00000", "b", "below_threshold")]) is None
+
+
+def test_a_description_is_lost_only_when_every_sample_of_it_is_removed():
+    square, cross = "a small blue square on the top", "a small blue cross on the top"
+    result = deduplication_rows(
+        [
+            _row("00000", "a", "kept", caption=square),
+            _row("00000", "b", "duplicate", "00000/a", caption=square),  # another render of a: nothing lost
+            _row("00001", "c", "duplicate", "00000/a", caption=cross),  # the only cross, merged into a square
+            _row("00001", "d", "below_threshold", caption="a large red circle on the left"),  # cut, not merged
+        ]
+    )
+    assert result["wrong_merges"] == 2 and result["wrong_merges_same_description"] == 1
+    assert result["groups_removed"] == 2
+    assert result["descriptions"] == 3 and result["descriptions_lost"] == 1
 
 
 def _ground_truth(input_dir) -> dict[str, dict]:

@@ -253,3 +253,11 @@ def test_each_shard_spills_its_clusters_once_and_the_blocks_give_back_every_samp
         rank, shard, _, vector = back[key]
         assert rank == (-float(best[i]), "sub/00001", key) and shard == "sub/00001"
         assert vector.tobytes() == embeddings[i].tobytes()
+
+
+def test_default_eps_follows_the_model_that_made_the_image_embeddings():
+    # With similarity.model itc the embeddings are the filter's own: a SigLIP filter's, not BLIP's ITC head's.
+    assert dedup.default_eps("itc", "embedded:siglip") == dedup.default_eps("embedded:siglip", "embedded:itm")
+    assert dedup.default_eps("itc", "embedded:itm") == dedup.DEFAULT_EPS["embedded:itm"]
+    assert dedup.default_eps("itc", "embedded:siglip") != dedup.default_eps("itc", "embedded:itm")
+    assert dedup.default_eps("openai/clip-vit-base-patch32", "embedded:itm") == dedup.FALLBACK_EPS
