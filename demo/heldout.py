@@ -20,6 +20,7 @@ from PIL import Image
 
 from ..pipeline.config import VideoConfig
 from . import world as demo_world
+from .media import decode_media
 
 SIZE = 1000
 
@@ -37,8 +38,6 @@ class HeldOut:
 
     def decoded(self) -> list:
         """The images as RGB pixels, or the clips as lists of their sampled frames."""
-        from .training_sets import decode_media
-
         return [decode_media(data, self.video) for data in self.images]
 
 

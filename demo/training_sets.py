@@ -18,7 +18,6 @@ at most ``frames`` of them, which the trainer pools (``contrastive.DualEncoder``
 from __future__ import annotations
 
 import glob
-import io
 import json
 import os
 import tempfile
@@ -28,8 +27,9 @@ from PIL import Image
 
 from ..pipeline.config import VideoConfig
 from ..pipeline.errors import UsageError
-from ..pipeline.shard.video import VIDEO_EXTENSIONS, read_clip
+from ..pipeline.shard.video import VIDEO_EXTENSIONS
 from .evaluate import ablation_choice, read_filter_config, read_rows
+from .media import decode_media
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 # BLIP Table 1's rows, with the caption table's "captioner" reading beside BLIP's own.
@@ -60,17 +60,6 @@ def read_samples(paths: list[str]) -> dict[str, dict[str, bytes]]:
 
 def _media(members: dict[str, bytes]) -> bytes | None:
     return next((members[ext] for ext in (*IMAGE_EXTENSIONS, *VIDEO_EXTENSIONS) if ext in members), None)
-
-
-def decode_media(data: bytes, video: VideoConfig | None):
-    """An image's pixels (RGB), or with ``video`` a clip's frames sampled as it says; None when the bytes do not
-    decode: a trainer's decode handler would skip the sample, not invent one."""
-    try:
-        if video is None:
-            return Image.open(io.BytesIO(data)).convert("RGB")
-        return read_clip(data, video).frames
-    except Exception:  # any decoder failure, VideoRefused included
-        return None
 
 
 def build_set(

@@ -10,7 +10,8 @@ import pytest
 
 from capfilt.cli import main
 from capfilt.demo import contrastive, heldout, retrieval, world
-from capfilt.demo.training_sets import RETRIEVAL_ROWS, decode_media
+from capfilt.demo.media import decode_media
+from capfilt.demo.training_sets import RETRIEVAL_ROWS
 from capfilt.demo.video_world import FPS, render_clip
 from capfilt.pipeline.config import VideoConfig
 from capfilt.pipeline.shard.video import read_clip
