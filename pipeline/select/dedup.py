@@ -48,8 +48,8 @@ FIXED_POINT = float(1 << 24)  # float16 values times this are integers
 # contrastive head it is. The demo's are measured (``bench/dedup_eps.py`` and ``eval`` of injected copies, README
 # "Deduplication"): the ε that finds ≥ 95% of copies with the fewest merges of other scenes, which their tiny
 # towers put about as close as a copy. The demo SigLIP (``embedded:siglip``) separates scenes best: at 0.002 it
-# found 0.954 of injected copies on the seed-0 and seed-1 demo worlds and never merged two descriptions (the merges
-# it made joined renders of one caption a few pixels apart); 0.0025 merges more renders. The demo CLIP and BLIP
+# found 0.932-0.984 of injected copies on eight demo worlds (``bench/dedup_worlds.py``) and never lost a description
+# (its merges joined renders of one caption a few pixels apart); 0.0025 and 0.003 lose some. The demo CLIP and BLIP
 # ITC head at 0.001: with ``embedded:clip``, 0.0007 merges one scene fewer on the seed-0 demo world but as many on
 # seed 1, and finds only 0.919 of ``bench/dedup_eps.py``'s re-encoded and resized copies; larger ε merge more.
 # With the ITC head no ε finds 95% of injected copies on both worlds (0.946 and 0.923 at 0.001, 0.962 and 0.946
