@@ -103,7 +103,8 @@ def main() -> None:
     floor = min(copy_psnr)
     print(
         f"16x16 thumbnails: copies' PSNR to their original >= {floor:.1f} dB; re-renders of the same caption that "
-        f"close {np.mean(rerender_psnr >= floor):.3f}, identical bytes {np.mean(np.isinf(rerender_psnr)):.3f}"
+        f"close {np.mean(rerender_psnr >= floor):.3f}, identical thumbnails {np.mean(np.isinf(rerender_psnr)):.3f}, "
+        f"identical bytes {np.mean([o == c['rerender'] for o, c in pairs]):.3f}"
     )
     for name, (model, scorer) in EMBEDDINGS.items():
         kinds, nearest, nearest_caption = measure(model, scorer, originals, copied, captions)

@@ -361,7 +361,9 @@ def deduplication_rows(rows: list[tuple[str, dict]]) -> dict | None:
                 pairs[kind] += 1
                 joined[kind] += kept_as[name] == kept_as[original]
     wrong = [(name, row) for name, row in removed if group_of.get(row["duplicate_of"]) != group_of[name]]
+    # Rows without a ground-truth caption (not demo samples) take part in no description figure.
     description = {n: ground_truth(r)[0] for members in groups.values() for n, _, r in members}
+    described = {d for d in description.values() if d is not None}
     left = {description[n] for members in groups.values() for n, _, r in members if r["status"] != "duplicate"}
     return {
         "groups": sum(len(members) > 1 for members in groups.values()),
@@ -376,11 +378,12 @@ def deduplication_rows(rows: list[tuple[str, dict]]) -> dict | None:
         },
         "wrong_merges": len(wrong),
         "wrong_merges_same_description": sum(
-            description.get(row["duplicate_of"]) == description[name] for name, row in wrong
+            description[name] is not None and description.get(row["duplicate_of"]) == description[name]
+            for name, row in wrong
         ),
         "groups_removed": sum(all(r["status"] == "duplicate" for *_, r in members) for members in groups.values()),
-        "descriptions": len(set(description.values())),
-        "descriptions_lost": len(set(description.values()) - left),
+        "descriptions": len(described),
+        "descriptions_lost": len(described - left),
     }
 
 

@@ -219,12 +219,15 @@ def _deduplication(result: dict | None) -> str:
     """How many injected copies ``select --dedup`` removed, when ``capfilt eval`` measured it on the demo world."""
     if not result:
         return ""
+    # Reports measured before scenes were also counted by their description have no such figures.
+    same = result.get("wrong_merges_same_description")
+    renders = "" if same is None else f"; {same} of them another render of the same caption"
     figures = [
         (f"{result['recall']:.3f}", f"dedup recall ({result['found']} of {result['copies']} copies)"),
-        (str(result["wrong_merges"]), "wrong merges (a copy of another render's sample)"),
-        (str(result["groups_removed"]), "renders removed whole"),
+        (str(result["wrong_merges"]), f"wrong merges (a copy of another group's sample{renders})"),
+        (str(result["groups_removed"]), "groups removed whole"),
     ]
-    if "descriptions_lost" in result:  # measured since scenes were also counted by their description
+    if "descriptions_lost" in result:
         figures.append((str(result["descriptions_lost"]), f"of {result['descriptions']} descriptions lost"))
     cards = "".join(_card(value, label) for value, label in figures)
     return f"<section><h2>Deduplication against the injected copies</h2><div class='cards'>{cards}</div></section>"

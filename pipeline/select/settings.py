@@ -186,7 +186,7 @@ def _check_dedup(
     if not embeddings:
         raise UsageError(
             f"{scored_dir}: --dedup semantic compares image embeddings, and this folder has none; score with --set "
-            "similarity.model=embedded:clip (or itc, or a dual encoder checkpoint) --set similarity.embeddings=true"
+            "similarity.model=embedded:siglip (or itc, or a dual encoder checkpoint) --set similarity.embeddings=true"
         )
     if eps is None:
         eps = default_eps(source.get("similarity", {}).get("model", "none"), source.get("filter", {}).get("model", ""))

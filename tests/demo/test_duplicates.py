@@ -123,7 +123,9 @@ def test_a_fraction_outside_0_1_is_refused_in_one_line(tmp_path, capsys, fractio
 
 
 def _row(shard, key, status, duplicate_of=None, of=None, kind=None, caption="a small red circle on the left"):
-    meta = {"gt_caption": f"{caption} on a green background", "noise": "correct"}
+    meta = {"noise": "correct"}
+    if caption is not None:  # None: a sample without demo ground truth
+        meta["gt_caption"] = f"{caption} on a green background"
     if of is not None:
         meta["duplicate"] = {"of": of, "kind": kind}
     return shard, {"key": key, "status": status, "duplicate_of": duplicate_of, "json": json.dumps(meta)}
@@ -162,6 +164,10 @@ def test_a_description_is_lost_only_when_every_sample_of_it_is_removed():
     assert result["wrong_merges"] == 2 and result["wrong_merges_same_description"] == 1
     assert result["groups_removed"] == 2
     assert result["descriptions"] == 3 and result["descriptions_lost"] == 1
+    # A sample without ground truth, removed as a copy of one the output lacks: a wrong merge of no description.
+    unknown = deduplication_rows([_row("00000", "a", "kept"), _row("00001", "x", "duplicate", "09/zz", caption=None)])
+    assert unknown["wrong_merges"] == 1 and unknown["wrong_merges_same_description"] == 0
+    assert unknown["descriptions"] == 1 and unknown["descriptions_lost"] == 0
 
 
 def _ground_truth(input_dir) -> dict[str, dict]:
