@@ -13,6 +13,7 @@ removed (``descriptions_lost`` 0: a demo scene is what its caption says, see REA
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -65,8 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples-per-shard", type=int, default=128)
     parser.add_argument("--workdir", help="where worlds and outputs go (default: a temporary folder, removed)")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="capfilt-bench-worlds-") as temporary:
-        root = Path(args.workdir or temporary)
+    folder = contextlib.nullcontext(args.workdir) if args.workdir else tempfile.TemporaryDirectory(prefix="capfilt-w-")
+    with folder as where:
+        root = Path(where)
         root.mkdir(parents=True, exist_ok=True)
         results: dict[tuple[str, float], list[dict]] = {}
         print("seed fraction model            eps     recall  wrong (renders of one caption)  groups whole  lost")
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
                             flush=True,
                         )
     worlds = len(args.seeds) * len(args.fractions)
-    print(f"\nover {worlds} worlds: worst and median recall, sums, and worlds meeting the goal")
+    print(f"\nover {worlds} worlds: worst and median (upper middle) recall, sums, and worlds meeting the goal")
     print("model            eps     worst   median  wrong (renders)  groups whole  lost  goal met")
     for (model, eps), figures in results.items():
         recalls = sorted(d["recall"] for d in figures)
