@@ -12,6 +12,7 @@ embedding (``models.similarity``), as ``capfilt run ... --set similarity.embeddi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import random
 
@@ -47,7 +48,7 @@ def copies(original: bytes, rng: random.Random) -> dict:
 
 def rerender(scene: Scene, rng: random.Random) -> bytes:
     """The same caption drawn again: its objects jittered anew, a few pixels from where they were."""
-    return encode_image(render(Scene(scene.background, scene.things, rng.randrange(2**31))), "jpg")
+    return encode_image(render(dataclasses.replace(scene, jitter=rng.randrange(2**31))), "jpg")
 
 
 def thumbnail_psnr(a: bytes, b: bytes, side: int = 16) -> float:

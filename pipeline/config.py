@@ -298,11 +298,10 @@ class RunConfig:
         # Settings added later are recorded only when used, so folders made before them still resume.
         if self.filter.score == "itm":
             del settings["filter"]["score"]
-        video = dataclasses.asdict(self.video)
+        video, default = dataclasses.asdict(self.video), dataclasses.asdict(VideoConfig())
         frame_choice = video.pop("frame_choice")
-        if dataclasses.replace(self.video, frame_choice=LEGACY_FRAME_CHOICE) != VideoConfig(
-            frame_choice=LEGACY_FRAME_CHOICE
-        ):
+        del default["frame_choice"]
+        if video != default:
             settings["video"] = video
         # Every folder made before frame_choice existed sampled uniformly and recorded none, so a run of any other
         # choice (the default now) records it: resuming such a folder is refused, not a mix of two samplings.
